@@ -1,0 +1,162 @@
+"""The durable local store: ordering, cursors, queries, retention, dead letters, crash safety."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from telemetry.lineproto import encode_columns, encode_point
+from telemetry.store import Store
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Store:
+    with Store(tmp_path / "store.sqlite3", clock_ns=lambda: 42) as s:
+        yield s
+
+
+def _lines(n: int, start: int = 0, measurement: str = "m") -> list[str]:
+    return [f"{measurement},r=R{i % 3} v={i}i {1000 + i}" for i in range(start, start + n)]
+
+
+def test_append_gives_increasing_ids_and_reads_back_in_order(store: Store) -> None:
+    first = store.append(_lines(5))
+    second = store.append(_lines(3, start=5))
+    assert list(first) == [1, 2, 3, 4, 5] and list(second) == [6, 7, 8]
+    got = store.read_after(2, limit=4)
+    assert [p.id for p in got] == [3, 4, 5, 6]
+    assert [p.line for p in got] == _lines(4, start=2)
+    assert store.last_id() == 8
+
+
+def test_line_without_timestamp_gets_the_store_clock_written_into_it(store: Store) -> None:
+    store.append(["m v=1"])
+    (point,) = store.read_after(0, 10)
+    assert point.line == "m v=1 42" and point.time_ns == 42
+
+
+def test_ids_are_never_reused_after_retention_empties_the_store(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    with Store(path) as s:
+        s.append(_lines(4))
+        assert s.prune(before_ns=10**18).deleted == 4
+        assert s.count() == 0
+    with Store(path) as s:
+        assert list(s.append(_lines(1))) == [5]
+
+
+def test_encoded_batch_append_and_query_by_tags_and_time(store: Store) -> None:
+    n = 12
+    batch = encode_columns(
+        "sample",
+        {"reactor": [f"R{i % 2}" for i in range(n)], "signal": "do_pct"},
+        {"value": np.arange(n, dtype=float)},
+        np.arange(n, dtype=np.int64) * 10,
+    )
+    store.append(batch)
+    store.append([encode_point("loop", {"reactor": "R0"}, {"sp": 1.0}, 5)])
+    got = store.query("sample", tags={"reactor": "R1"}, start_ns=20, end_ns=90)
+    assert [p.time_ns for p in got] == [30, 50, 70]
+    assert [p.parsed().fields["value"] for p in got] == [3.0, 5.0, 7.0]
+    assert [p.parsed().measurement for p in store.query(tags={"reactor": "R0"}, end_ns=6)] == ["sample", "loop"]
+    assert store.series("sample") == ["sample,reactor=R0,signal=do_pct", "sample,reactor=R1,signal=do_pct"]
+
+
+def test_cursors_are_durable_and_never_move_backwards(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    with Store(path) as s:
+        s.append(_lines(10))
+        assert s.register_sink("a") == 0
+        assert s.register_sink("b", start="latest") == 10
+        s.ack("a", 7)
+        s.ack("a", 3)
+    with Store(path) as s:
+        assert s.cursors() == {"a": 7, "b": 10}
+        assert s.register_sink("a") == 7
+        with pytest.raises(KeyError):
+            s.ack("unknown", 1)
+
+
+@pytest.mark.parametrize(
+    ("drop_unforwarded", "expected_left", "expected_dropped"),
+    [(False, [5, 6, 7, 8, 9, 10], 0), (True, [9, 10], 4)],
+)
+def test_retention_keeps_unforwarded_points_unless_told(
+    store: Store, drop_unforwarded: bool, expected_left: list[int], expected_dropped: int
+) -> None:
+    store.append(_lines(10))  # times 1000..1009, ids 1..10
+    store.register_sink("slow")
+    store.register_sink("fast")
+    store.ack("slow", 4)
+    store.ack("fast", 10)
+    result = store.prune(before_ns=1008, drop_unforwarded=drop_unforwarded)
+    assert [p.id for p in store.read_after(0, 100)] == expected_left
+    assert result.dropped_unforwarded == expected_dropped
+    assert result.kept_unforwarded == (0 if drop_unforwarded else 4)
+    assert store.counter("dropped_unforwarded") == expected_dropped
+
+
+def test_dead_letters_keep_line_reason_and_sink(store: Store) -> None:
+    store.dead_letter("influx", [(3, "m x=1", "HTTP 400: field type conflict")])
+    (letter,) = store.dead_letters("influx")
+    assert (letter.point_id, letter.sink, letter.line, letter.reason, letter.time_ns) == (
+        3, "influx", "m x=1", "HTTP 400: field type conflict", 42,
+    )
+    assert store.dead_letters("other") == []
+
+
+def test_listener_hears_each_committed_append(store: Store) -> None:
+    heard: list[int] = []
+    store.add_listener(heard.append)
+    store.append(_lines(3))
+    store.append(_lines(2))
+    store.remove_listener(heard.append)
+    store.append(_lines(1))
+    assert heard == [3, 5]
+
+
+_APPENDER = textwrap.dedent(
+    """
+    import sys
+    from telemetry.store import Store
+    store = Store(sys.argv[1])
+    batch = 0
+    while True:
+        ids = store.append([f"m,b={batch} v={i}i {batch * 1000 + i}" for i in range(100)])
+        sys.stdout.write(f"{ids[-1]}\\n")
+        sys.stdout.flush()
+        batch += 1
+    """
+)
+
+
+def test_every_returned_append_survives_sigkill(tmp_path: Path) -> None:
+    path = tmp_path / "crash.sqlite3"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _APPENDER, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert proc.stdout is not None
+    confirmed = 0
+    for line in proc.stdout:
+        confirmed = int(line)
+        if confirmed >= 3000:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    with Store(path) as s:
+        points = s.read_after(0, 10**9)
+    assert len(points) >= confirmed
+    assert [p.id for p in points] == list(range(1, len(points) + 1))
+    for p in points[:confirmed]:
+        batch, i = divmod(p.id - 1, 100)
+        assert p.line == f"m,b={batch} v={i}i {batch * 1000 + i}"
