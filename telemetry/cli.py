@@ -16,6 +16,7 @@ from collections.abc import Sequence
 # (subcommand, module with add_parser(subparsers) that sets func=callable(args) -> int)
 _SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("simulate", "simulators.cli"),
+    ("check-config", "telemetry.check_config"),
 )
 
 
