@@ -84,6 +84,11 @@ class TagTable:
         self.disconnected[tag] = False
         return Sample(tag, v, source_time_s, status)
 
+    def touch(self, tags: npt.NDArray[np.intp], received_s: float) -> None:
+        """The source proved ``tags`` still current (a subscription keep-alive: values inside
+        their deadband are unchanged, not stale)."""
+        self.received_s[tags] = received_s
+
     def mark_disconnected(self, tags: npt.NDArray[np.intp] | Sequence[int]) -> None:
         """The source of ``tags`` is gone: they count as stale until their next update."""
         self.disconnected[np.asarray(tags, dtype=np.intp)] = True
