@@ -17,6 +17,8 @@ from collections.abc import Sequence
 _SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("simulate", "simulators.cli"),
     ("check-config", "telemetry.check_config"),
+    ("run", "telemetry.run_cmd"),
+    ("demo", "telemetry.demo"),
 )
 
 

@@ -31,10 +31,13 @@ from asyncua.server.binary_server_asyncio import BinaryServer
 from simulators.opcua.address_space import (
     NAMESPACE_URI, NS, AddressSpace, ReactorRef, build_address_space, publish,
 )
+from simulators.opcua import deadband
 from simulators.opcua.clock import Clock, RealTimeClock
 from simulators.opcua.security import SecurityConfig, apply_security
 from simulators.opcua.write_guard import GuardedAttributeService
 from simulators.plant import Plant
+
+deadband.install()
 
 _log = logging.getLogger(__name__)
 

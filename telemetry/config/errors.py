@@ -6,6 +6,8 @@ and ``fermentry run`` exits with it instead of a traceback.
 
 from __future__ import annotations
 
+from telemetry.errors import ConfigError as _FermentryConfigError
+
 import difflib
 import typing
 from collections.abc import Iterable, Sequence
@@ -85,7 +87,7 @@ class Issue:
 _BUILTIN_ERROR_TYPES = frozenset(typing.get_args(ErrorType))
 
 
-class ConfigError(Exception):
+class ConfigError(_FermentryConfigError):
     """A configuration that cannot be used; ``str()`` is the full multi-line report."""
 
     def __init__(self, source: str, problems: Sequence[Problem]) -> None:

@@ -313,6 +313,11 @@ class ReactorSpec(Section):
     sampling_interval_ms: NonNegativeMillis | None = None
     queue_size: Annotated[int, Field(ge=1, le=100_000)] | None = None
     tags: dict[SignalName, TagSpec] | None = None
+    batch_id: Annotated[str, Field(min_length=1)] | None = None
+    """Batch id recorded with every point when the plant does not publish one."""
+    batch_node: Annotated[str, Field(min_length=1)] | None = None
+    """NodeId of a String variable holding the current batch id, e.g.
+    ``nsu=urn:fermentry:simulator;s={reactor}.batch_id``; read at connect and every minute."""
 
     def _cross_field(self, issues: _Issues) -> None:
         _exclusive(issues, self, "node_template", "browse_template")

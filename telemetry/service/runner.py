@@ -1,0 +1,351 @@
+"""The service: acquisition -> control scan -> actuation -> recording -> forwarding.
+
+:class:`Service` owns the lifecycle of every part (ARCHITECTURE.md's data flow) and nothing
+else: the parts themselves live in ``telemetry.acquisition``, ``controllers``,
+``telemetry.store`` and ``telemetry.sinks``. Shutdown is bounded and loses nothing: the
+last samples are committed to the local store; points not yet forwarded stay there and go
+out on the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from asyncua import ua
+
+from telemetry.acquisition import (
+    Actuator,
+    EndpointConnected,
+    EndpointLost,
+    EndpointRecovered,
+    EndpointSupervisor,
+    SampleBuffer,
+    TagsRejected,
+)
+from telemetry.acquisition.events import AcquisitionEvent
+from telemetry.config import ServiceConfig
+from telemetry.errors import ConfigError, SinkError
+from telemetry.process_clock import ProcessClock
+from telemetry.service.plan import ServicePlan, build_plan
+from telemetry.service.recorder import Recorder
+from telemetry.service.scan import ControlScan
+from telemetry.sinks import Forwarder, make_influx_sink
+from telemetry.store import Store
+from telemetry.tags import Sample
+
+log = logging.getLogger(__name__)
+
+
+class _ClockedSamples(SampleBuffer):
+    """A sample buffer that also advances the process clock with each source timestamp."""
+
+    def __init__(self, clock: ProcessClock) -> None:
+        super().__init__()
+        self._clock = clock
+
+    def append(self, sample: Sample) -> None:
+        super().append(sample)
+        if not sample.status & 0x80000000:
+            self._clock.observe(sample.source_time_s)
+
+
+@dataclass
+class ServiceStats:
+    scans: int = 0
+    watchdog_scans: int = 0
+    writes: int = 0
+    write_failures: int = 0
+    events: int = 0
+    last_scan_wall_s: float = 0.0
+    scan_latency_s: list[float] = field(default_factory=list)  # source time of newest pv -> outputs written (wall)
+
+
+class Service:
+    """Fermentry's main job for one configuration.
+
+    Parameters
+    ----------
+    cfg : ServiceConfig
+        Validated configuration (``telemetry.config.load_config``).
+    write_mode : {"write", "shadow"}, optional
+        Overrides ``[service] write_mode``.
+    env : mapping, optional
+        Where ``*_env`` secrets are looked up (default ``os.environ``).
+    client_factory : callable, optional
+        Builds asyncua clients (tests hand in one for a server on another port).
+    clock : callable
+        Monotonic seconds; staleness is judged on it.
+    """
+
+    def __init__(self, cfg: ServiceConfig, *, write_mode: str | None = None, env: Mapping[str, str] | None = None,
+                 clock: Callable[[], float] = time.monotonic, **supervisor_kwargs: object) -> None:
+        self.cfg = cfg
+        self.env = os.environ if env is None else env
+        self.write_mode = write_mode or cfg.service.write_mode
+        self.plan: ServicePlan = build_plan(cfg, env=self.env)
+        self.clock = clock
+        self.process_clock = ProcessClock(cfg.service.control_period_s)
+        self.samples = _ClockedSamples(self.process_clock)
+        self.batch_of: dict[str, str] = dict(self.plan.batch_ids)
+        self.stats = ServiceStats()
+        store_dir = Path(cfg.store.path)
+        store_dir.mkdir(parents=True, exist_ok=True)
+        self.store_path = store_dir / "fermentry.sqlite3"
+        self.store = Store(self.store_path)
+        self.recorder = Recorder(self.store, self.plan.tag_reactor, self.plan.tag_signal, self.plan.tag_unit)
+        self.scan = ControlScan(self.plan, self._build_feeds(), self.recorder, self._event)
+        self.supervisors = {
+            spec.name: EndpointSupervisor(spec, self.plan.table, self.samples, on_event=self._acquisition_event,
+                                          clock=clock, **supervisor_kwargs)  # type: ignore[arg-type]
+            for spec in self.plan.endpoints
+        }
+        self.actuators = {
+            name: Actuator(self.supervisors[name], outputs, mode=self.write_mode,  # type: ignore[arg-type]
+                           name=f"actuator[{name}]")
+            for name, outputs in self.plan.outputs.items() if outputs
+        }
+        self.forwarders: list[Forwarder] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._connected_once: set[str] = set()
+        self._batch_read_due: set[str] = set()
+        self.on_scan: Callable[[Service], None] | None = None  # the terminal status view hooks in here
+
+    def _build_feeds(self) -> object | None:
+        if not any(self.cfg.feeds_for(r) for r in self.plan.reactors):
+            return None
+        from telemetry.service.feeds import build_feed_bank
+
+        return build_feed_bank(self.cfg, self.plan.reactors)
+
+    # ---------------------------------------------------------------------------------- events
+    def _event(self, time_s: float, reactor: str, kind: str, severity: str, message: str) -> None:
+        self.stats.events += 1
+        self.recorder.event(time_s, reactor, kind, severity, message, batch=self.batch_of.get(reactor, ""))
+        level = logging.WARNING if severity in ("alarm", "error") else logging.INFO
+        log.log(level, "%s %s: %s", reactor or "service", kind, message)
+
+    def _now_process_s(self) -> float:
+        t = self.process_clock.now_s
+        return t if math.isfinite(t) else time.time()
+
+    def _acquisition_event(self, event: AcquisitionEvent) -> None:
+        t = self._now_process_s()
+        reactors = [r for r, ep in self.plan.reactor_endpoint.items() if ep == event.endpoint]
+        if isinstance(event, EndpointLost):
+            kind, severity, message = "connection_lost", "alarm", f"endpoint {event.endpoint} lost: {event.reason}"
+        elif isinstance(event, EndpointRecovered):
+            kind, severity = "connection_recovered", "cleared"
+            message = f"endpoint {event.endpoint} recovered after {event.downtime_s:.1f} s"
+            self._batch_read_due.add(event.endpoint)
+        elif isinstance(event, EndpointConnected):
+            kind, severity, message = "connected", "info", f"endpoint {event.endpoint}: {event.n_tags} tags ({event.mode})"
+            self._batch_read_due.add(event.endpoint)
+        elif isinstance(event, TagsRejected):
+            names = ", ".join(self.plan.table.names[i] for i in event.tag_ids[:10])
+            kind, severity, message = "tags_rejected", "alarm", f"{event.endpoint}: {names}: {event.reason}"
+        else:  # pragma: no cover - a new event type must be handled here
+            raise TypeError(f"unknown acquisition event {event!r}")
+        for reactor in reactors or [""]:
+            self._event(t, reactor, kind, severity, message)
+
+    # ------------------------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        for sup in self.supervisors.values():
+            sup.start()
+        if self.cfg.influxdb is not None:
+            self._tasks.append(asyncio.create_task(self._start_forwarder(), name="forwarder-start"))
+        self._tasks.append(asyncio.create_task(self._scan_loop(), name="scan"))
+        if self.cfg.store.retention_days is not None:
+            self._tasks.append(asyncio.create_task(self._retention_loop(), name="retention"))
+
+    async def _retention_loop(self) -> None:
+        """Drop points older than the retention that every forwarder has taken (hourly)."""
+        assert self.cfg.store.retention_days is not None
+        keep_ns = int(self.cfg.store.retention_days * 86400e9)
+        while True:
+            result = await asyncio.to_thread(self.store.prune, time.time_ns() - keep_ns)
+            log.debug("retention: %s", result)
+            await asyncio.sleep(3600)
+
+    async def _start_forwarder(self) -> None:
+        """Build the InfluxDB sink (asking /ping which API to use) and forward from the store.
+
+        A database that is down at start delays only this: the store keeps every point
+        meanwhile, and the forwarder catches up from its cursor.
+        """
+        influx = self.cfg.influxdb
+        assert influx is not None
+        token = None
+        if influx.token_env is not None:
+            token = self.env.get(influx.token_env)
+            if token is None:
+                log.warning("InfluxDB token variable %s is not set; writing without a token", influx.token_env)
+        elif influx.token_file is not None:
+            token = Path(influx.token_file).read_text().strip()
+        delay = 1.0
+        while not self._stopping.is_set():
+            try:
+                sink = await asyncio.to_thread(
+                    make_influx_sink, influx.url, api=influx.api, database=influx.database,
+                    retention_policy=influx.retention_policy, bucket=influx.bucket, org=influx.org or "-",
+                    token=token, timeout_s=influx.timeout_s, name="influxdb")
+                break
+            except SinkError as exc:
+                if delay == 1.0:
+                    log.warning("InfluxDB at %s not reachable yet (%s); points stay in the local store", influx.url, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                delay = min(delay * 2, influx.max_backoff_s)
+        else:
+            return
+        fwd = Forwarder(self.store, sink, batch_size=influx.batch_size, backoff_max_s=influx.max_backoff_s,
+                        idle_poll_s=influx.flush_interval_s)
+        fwd.start()
+        self.forwarders.append(fwd)
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Start, run until ``stop`` is set (or the task is cancelled), then shut down."""
+        await self.start()
+        try:
+            if stop is None:
+                await asyncio.Future()
+            else:
+                await stop.wait()
+        finally:
+            await self.stop()
+
+    async def stop(self) -> None:
+        """Bounded shutdown: stop scanning, commit what was acquired, stop forwarders and clients."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        timeout = self.cfg.service.shutdown_timeout_s
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.shield(self._final_flush())
+        for fwd in self.forwarders:
+            await fwd.stop(timeout_s=timeout)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(s.stop() for s in self.supervisors.values()),
+                                                  return_exceptions=True), timeout)
+        await asyncio.shield(self._final_flush())
+        self.store.close()
+
+    async def _final_flush(self) -> None:
+        self.recorder.samples(self.samples.drain(), self.batch_of)
+        await self.recorder.flush()
+
+    # ------------------------------------------------------------------------------------ scan
+    async def _scan_loop(self) -> None:
+        period = self.cfg.service.control_period_s
+        # Without new source time the grid cannot advance; after this much wall time a
+        # watchdog scan still judges staleness and raises the alarms.
+        watchdog_s = max(1.0, float(self.plan.stale_after_s.max(initial=1.0)))
+        while True:
+            tick = await self.process_clock.next_tick(timeout_s=watchdog_s)
+            if tick is None:
+                await self._watchdog_scan()
+                continue
+            t_s, dt_s = tick
+            await self._read_batch_ids()
+            await self._scan_once(t_s, dt_s if dt_s > 0 else period)
+
+    async def _scan_once(self, t_s: float, dt_s: float) -> None:
+        out = self.scan.step(t_s, dt_s, self.clock(), self.batch_of)
+        await self._write(out.requests, t_s)
+        self.stats.scans += 1
+        # Newest source timestamp -> outputs written: a real latency only when the source
+        # clock is wall time (a plant, or a simulator at 1x).
+        self.stats.scan_latency_s.append(time.time() - self.process_clock.now_s)
+        self.recorder.samples(self.samples.drain(), self.batch_of)
+        await self.recorder.flush()
+        self.stats.last_scan_wall_s = time.time()
+        if self.on_scan is not None:
+            self.on_scan(self)
+
+    async def _watchdog_scan(self) -> None:
+        self.stats.watchdog_scans += 1
+        t_s = self._now_process_s()
+        usable = self.plan.table.usable(self.clock(), self.plan.stale_after_s)
+        for k, group in enumerate(self.scan.plan.groups):
+            ok = (group.pv_ids >= 0) & usable[group.pv_ids.clip(0)]
+            self.scan._alarms(k, group, t_s, ok)
+        self.recorder.samples(self.samples.drain(), self.batch_of)
+        await self.recorder.flush()
+        if self.on_scan is not None:
+            self.on_scan(self)
+
+    async def _write(self, requests: dict[str, float], t_s: float) -> None:
+        by_endpoint: dict[str, dict[str, float]] = {}
+        for key, value in requests.items():
+            ep = self.plan.output_endpoint.get(key)
+            if ep is not None:
+                by_endpoint.setdefault(ep, {})[key] = value
+        if not by_endpoint:
+            return
+        names = list(by_endpoint)
+        results = await asyncio.gather(*(self.actuators[ep].write(by_endpoint[ep], t_s) for ep in names))
+        for ep, res in zip(names, results):
+            for key, r in res.items():
+                self.stats.writes += 1
+                if not r.ok and r.action != "not_connected":
+                    self.stats.write_failures += 1
+                    reactor = key.split(".", 1)[0]
+                    self._event(t_s, reactor, "write_failed", "alarm",
+                                f"{key}: {r.action} after {r.attempts} attempt(s), status 0x{r.status:08X}"
+                                + ("" if r.verified is not False else f", read back {r.read_back}"))
+
+    async def _read_batch_ids(self) -> None:
+        """Read the batch-id strings of endpoints that (re)connected; batch ids tag every point."""
+        if not self._batch_read_due:
+            return
+        due, self._batch_read_due = self._batch_read_due, set()
+        for ep in due:
+            client = self.supervisors[ep].client
+            wanted = [(r, node) for r, (e, node) in self.plan.batch_nodes.items() if e == ep]
+            if client is None or not wanted:
+                continue
+            try:
+                nodes = [client.get_node(await _node_id(client, node)) for _, node in wanted]
+                values = await client.read_values(nodes)
+            except Exception as exc:  # noqa: BLE001 - any failure here just keeps the old batch ids
+                log.warning("could not read batch ids from %s: %s", ep, exc)
+                self._batch_read_due.add(ep)
+                continue
+            for (reactor, _), value in zip(wanted, values):
+                if isinstance(value, str) and value:
+                    if self.batch_of.get(reactor) != value:
+                        self._event(self._now_process_s(), reactor, "batch", "info", f"batch id {value}")
+                    self.batch_of[reactor] = value
+
+
+async def _node_id(client: object, text: str) -> ua.NodeId:
+    """Parse a NodeId string, resolving an ``nsu=`` namespace URI against the server."""
+    if text.startswith("nsu="):
+        uri, rest = text[4:].split(";", 1)
+        idx = await client.get_namespace_index(uri)  # type: ignore[attr-defined]
+        return ua.NodeId.from_string(f"ns={idx};{rest}")
+    return ua.NodeId.from_string(text)
+
+
+def load_or_exit(path: str, **overrides: str | None) -> ServiceConfig:
+    """Load and validate a config, applying CLI overrides; raises ConfigError with the full report."""
+    from telemetry.config import apply_overrides, load_config
+
+    cfg = load_config(path)
+    if any(v is not None for v in overrides.values()):
+        cfg = apply_overrides(cfg, **overrides)
+    return cfg
+
+
+__all__ = ["ConfigError", "Service", "ServiceStats", "load_or_exit"]
