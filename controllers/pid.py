@@ -511,6 +511,23 @@ class PidBank:
             self._track[idx] = track_arr
             self._dt_cached = math.nan
 
+    def set_output(self, rows: "int | slice | npt.ArrayLike | None", value: "float | FloatArray") -> None:
+        """Take over outputs the plant already holds (service start on a running vessel).
+
+        Sets the output, the manual output and the integrator to ``value`` (clipped to the
+        output limits) at once, with no rate limit: nothing moves, the bank only learns where
+        the actuator is. Step once in manual and the integrator tracks the P and D terms, so
+        the switch back to auto or cascade continues from ``value`` without a bump.
+        """
+        idx = self._rows(rows)
+        val = np.broadcast_to(np.asarray(value, dtype=np.float64), idx.shape)
+        if not np.isfinite(val).all():
+            raise ValueError("output must be finite")
+        f = self._f
+        f[OUT, idx] = np.clip(val, self._par["out_lo"][idx], self._par["out_hi"][idx])
+        f[MAN, idx] = f[OUT, idx]
+        f[IB, idx] = f[OUT, idx] + f[PBIAS, idx]
+
     def set_manual_output(self, rows: "int | slice | npt.ArrayLike | None",
                           value: "float | FloatArray") -> None:
         """Operator output for rows in manual (applied with limits and rate limit)."""

@@ -344,6 +344,11 @@ class ControlProgram:
         bank, rows = self._rows(loop, reactor)
         bank.retune(rows, **params)
 
+    def set_output(self, loop: str, value: float | FloatArray, reactor: int | None = None) -> None:
+        """Take over the output the plant holds now, with no rate limit (see ``PidBank.set_output``)."""
+        bank, rows = self._rows(loop, reactor)
+        bank.set_output(rows, value)
+
     def set_manual_output(self, loop: str, value: float | FloatArray, reactor: int | None = None) -> None:
         """Operator output of a loop in manual, output units."""
         bank, rows = self._rows(loop, reactor)

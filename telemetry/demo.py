@@ -29,6 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--duration", type=float, default=90.0, help="wall seconds to run (default 90 = 7.5 h at 300x)")
     p.add_argument("--start-h", type=float, default=0.0, help="fast-forward the simulator this many process hours first")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--inoculum", type=float, default=1.0, metavar="G_PER_L",
+                   help="biomass at inoculation, g/L (default 1.0: the batch phase ends after about 5 h)")
     p.add_argument("--every", type=float, default=3.0, help="status table every N wall seconds")
     p.add_argument("--store", help="local store folder (default: the config's [store] path)")
     p.set_defaults(func=run)
@@ -72,7 +74,7 @@ async def _demo(args: argparse.Namespace) -> int:
     from telemetry.service.runner import Service
     from telemetry.service.status import StatusView
 
-    plant = make_plant("ecoli", args.reactors, seed=args.seed)
+    plant = make_plant("ecoli", args.reactors, seed=args.seed, biomass_g_per_l=args.inoculum)
     if args.start_h > 0:
         plant.advance(args.start_h * 3600.0)
     tick_s = max(0.02, min(0.1, 5.0 / args.speed))  # about one simulator step per control period

@@ -55,6 +55,9 @@ class ControlScan:
         self.on_event = on_event
         self._initialised = [np.zeros((len(g.program.loop_names), len(g.reactors)), dtype=bool) for g in plan.groups]
         self._alarm = [np.zeros((len(g.program.loop_names), len(g.reactors)), dtype=bool) for g in plan.groups]
+        # actuator -> row of the loop that drives it, per group
+        self._driver_row = [{m[0]: g.program.loop_names.index(loop) for loop, maps in g.output_maps.items() for m in maps}
+                            for g in plan.groups]
         if feeds is not None:
             self._feed_inputs = {sig: np.array([plan.tag_id(r, sig) for r in plan.reactors], dtype=np.intp)
                                  for sig in feeds.inputs}  # type: ignore[attr-defined]
@@ -91,9 +94,14 @@ class ControlScan:
         result = prog.step(pv, pv_ok, dt_s, sp=sp)
         for name, r, mode in restore:
             prog.set_mode(name, mode, reactor=r)  # type: ignore[arg-type]
+        ready = self._initialised[k]
         for actuator, keys in g.actuator_keys.items():
-            for key, value in zip(keys, result.actuators[actuator].tolist()):
-                out.requests[key] = value
+            row = self._driver_row[k][actuator]
+            for r, (key, value) in enumerate(zip(keys, result.actuators[actuator].tolist())):
+                # A loop that could not yet read the output the plant holds does not write:
+                # its first output would be a guess, and a guess bumps a running vessel.
+                if ready[row, r]:
+                    out.requests[key] = value
         self._alarms(k, g, t_s, pv_ok)
         out.bad_loops += int((~pv_ok).sum())
         batches = [batch_of.get(r, "unknown") for r in g.reactors]
@@ -135,7 +143,7 @@ class ControlScan:
                 if u is None or mode == "manual":
                     continue
                 prog.set_mode(name, "manual", reactor=r)
-                prog.set_manual_output(name, u, reactor=r)
+                prog.set_output(name, u, reactor=r)
                 restore.append((name, r, mode))
         return restore
 
