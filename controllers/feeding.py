@@ -113,7 +113,31 @@ class StartOnGlucoseBelow:
         _non_negative("not_before_s", self.not_before_s)
 
 
-Start = StartImmediately | StartAtTime | StartOnDoSpike | StartOnGlucoseBelow
+@dataclass(frozen=True)
+class StartOnOurDrop:
+    """Start when the oxygen uptake rate collapses at batch-phase substrate depletion.
+
+    Under tight DO control the DO spike at depletion is absorbed by the DO loop (the
+    stirrer slows instead), but OUR shows the event directly: fires when OUR (good
+    reading) falls below ``drop_fraction`` of its highest value since ``not_before_s``,
+    once that maximum has exceeded ``min_our_mmol_per_l_h`` (a culture that never took off
+    does not trigger).
+    """
+
+    drop_fraction: float = 0.6
+    min_our_mmol_per_l_h: float = 10.0
+    not_before_s: float = 0.0
+    hold_s: float = 0.0
+    """OUR must stay below the threshold this long (a noisy reading is not depletion)."""
+
+    def __post_init__(self) -> None:
+        _check(0.0 < self.drop_fraction < 1.0, f"drop_fraction must be in (0, 1), got {self.drop_fraction!r}")
+        _non_negative("hold_s", self.hold_s)
+        _non_negative("min_our_mmol_per_l_h", self.min_our_mmol_per_l_h)
+        _non_negative("not_before_s", self.not_before_s)
+
+
+Start = StartImmediately | StartAtTime | StartOnDoSpike | StartOnGlucoseBelow | StartOnOurDrop
 
 
 @dataclass(frozen=True)
@@ -271,13 +295,16 @@ class TriggerParams:
     """Start triggers of all rows, shape (n_rows,) each; fields of other kinds are NaN."""
 
     kind: npt.NDArray[np.int8]
-    """0 immediately, 1 time, 2 DO spike, 3 glucose below."""
+    """0 immediately, 1 time, 2 DO spike, 3 glucose below, 4 OUR drop."""
     at_s: FloatArray
     rise_pct: FloatArray
     window_s: FloatArray
     threshold_pct: FloatArray
     not_before_s: FloatArray
     glucose_g_per_l: FloatArray
+    drop_fraction: FloatArray
+    min_our_mmol_per_l_h: FloatArray
+    hold_s: FloatArray
 
 
 @dataclass(frozen=True)
@@ -373,8 +400,9 @@ class FeedStepResult:
     events: list[FeedEvent]
 
 
-_IMMEDIATE, _TIME, _DO_SPIKE, _GLUCOSE = 0, 1, 2, 3
-_TRIGGER_LABEL = {_IMMEDIATE: "immediately", _TIME: "time", _DO_SPIKE: "DO spike", _GLUCOSE: "glucose"}
+_IMMEDIATE, _TIME, _DO_SPIKE, _GLUCOSE, _OUR_DROP = 0, 1, 2, 3, 4
+_TRIGGER_LABEL = {_IMMEDIATE: "immediately", _TIME: "time", _DO_SPIKE: "DO spike", _GLUCOSE: "glucose",
+                  _OUR_DROP: "OUR drop"}
 _RUNNING, _STOP_VOLUME, _STOP_TOTAL, _STOP_DURATION = 0, 1, 2, 3
 
 
@@ -475,6 +503,7 @@ class FeedBank:
         self.pulse = self._compile_pulse(rows)
         self._do_spike_rows = np.flatnonzero(self.trigger.kind == _DO_SPIKE)
         self._glucose_rows = np.flatnonzero(self.trigger.kind == _GLUCOSE)
+        self._our_rows = np.flatnonzero(self.trigger.kind == _OUR_DROP)
         self._volume_limited = np.isfinite(self.max_volume_l)
         ex = self.exponential
         exp_v0_from_tag = ex.rows[np.isnan(ex.v0_l)]
@@ -485,6 +514,9 @@ class FeedBank:
         self._read_biomass = gather([s for s, f in zip(ex.biomass_signal, x0_from_tag) if f], ex.rows[x0_from_tag])
         self._read_do = gather(["do_pct"] * self._do_spike_rows.size, self._do_spike_rows)
         self._read_glucose = gather(["glucose_g_per_l"] * self._glucose_rows.size, self._glucose_rows)
+        self._read_our = gather(["our_mmol_per_l_h"] * self._our_rows.size, self._our_rows)
+        self._our_max = np.zeros(self._our_rows.size)
+        self._our_low_since = np.full(self._our_rows.size, np.nan)
         self._read_pulse_pv = gather(self.pulse.signal, self.pulse.rows)
 
         needs: list[str] = []
@@ -492,6 +524,8 @@ class FeedBank:
             needs.append("do_pct")
         if self._glucose_rows.size:
             needs.append("glucose_g_per_l")
+        if self._our_rows.size:
+            needs.append("our_mmol_per_l_h")
         needs.extend(self.pulse.signal)
         if self._volume_rows.size:
             needs.append("volume_l")
@@ -505,20 +539,24 @@ class FeedBank:
     @staticmethod
     def _compile_triggers(rows: Sequence[FeedInstance]) -> TriggerParams:
         nan = math.nan
-        kind, at, rise, window, thr, nb, glc = [], [], [], [], [], [], []
+        kind, at, rise, window, thr, nb, glc, drop, our_min, hold = [], [], [], [], [], [], [], [], [], []
         for r in rows:
             s = r.start
             k = {StartImmediately: _IMMEDIATE, StartAtTime: _TIME, StartOnDoSpike: _DO_SPIKE,
-                 StartOnGlucoseBelow: _GLUCOSE}.get(type(s))
+                 StartOnGlucoseBelow: _GLUCOSE, StartOnOurDrop: _OUR_DROP}.get(type(s))
             _check(k is not None, f"feed {r.name!r}: unknown start trigger {s!r}")
             kind.append(k)
             at.append(s.at_s if isinstance(s, StartAtTime) else nan)
             rise.append(s.rise_pct if isinstance(s, StartOnDoSpike) else nan)
             window.append(s.window_s if isinstance(s, StartOnDoSpike) else nan)
             thr.append(s.threshold_pct if isinstance(s, StartOnDoSpike) else nan)
-            nb.append(s.not_before_s if isinstance(s, (StartOnDoSpike, StartOnGlucoseBelow)) else 0.0)
+            nb.append(s.not_before_s if isinstance(s, (StartOnDoSpike, StartOnGlucoseBelow, StartOnOurDrop)) else 0.0)
             glc.append(s.glucose_g_per_l if isinstance(s, StartOnGlucoseBelow) else nan)
-        return TriggerParams(np.array(kind, np.int8), _f(at), _f(rise), _f(window), _f(thr), _f(nb), _f(glc))
+            drop.append(s.drop_fraction if isinstance(s, StartOnOurDrop) else nan)
+            our_min.append(s.min_our_mmol_per_l_h if isinstance(s, StartOnOurDrop) else nan)
+            hold.append(s.hold_s if isinstance(s, StartOnOurDrop) else nan)
+        return TriggerParams(np.array(kind, np.int8), _f(at), _f(rise), _f(window), _f(thr), _f(nb), _f(glc),
+                             _f(drop), _f(our_min), _f(hold))
 
     @staticmethod
     def _compile_exponential(rows: Sequence[FeedInstance]) -> ExponentialParams:
@@ -575,7 +613,8 @@ class FeedBank:
     # -- step --------------------------------------------------------------------------------
 
     def step(self, t_s: float, dt_s: float, values: Mapping[str, npt.ArrayLike],
-             ok: Mapping[str, npt.ArrayLike] | None = None) -> FeedStepResult:
+             ok: Mapping[str, npt.ArrayLike] | None = None, *,
+             batch_start_s: npt.ArrayLike | None = None) -> FeedStepResult:
         """Decide every feed rate for the next control interval.
 
         Parameters
@@ -590,6 +629,10 @@ class FeedBank:
             Readings of at least :attr:`inputs`, in each signal's unit.
         ok : mapping signal -> bool array (n_reactors,), optional
             Quality; a missing entry means good. Non-finite values count as bad anyway.
+        batch_start_s : array (n_reactors,), optional
+            Process time of each reactor's inoculation, s (default 0). Start triggers in
+            hours (``at_h``, ``not_before_h``) count from it, as an operator's recipe does;
+            ``t_s`` itself may then be a wall-clock-like process time (POSIX seconds).
 
         Returns
         -------
@@ -597,6 +640,10 @@ class FeedBank:
         """
         t = float(t_s)
         _check(math.isfinite(t), f"t_s must be finite, got {t_s!r}")
+        start = np.zeros(self.n_reactors) if batch_start_s is None else np.asarray(batch_start_s, dtype=np.float64)
+        _check(start.shape == (self.n_reactors,), f"batch_start_s must have shape ({self.n_reactors},)")
+        # Unknown inoculation time: count from now, so hour-based triggers wait their full time.
+        self._elapsed_s = t - np.where(np.isfinite(start), start, t)[self._reactor]
         ok = ok or {}
         v: dict[str, FloatArray] = {}
         good: dict[str, BoolArray] = {}
@@ -688,9 +735,10 @@ class FeedBank:
         """Rows whose trigger fires now (not yet triggered), and a reason text per row."""
         st, tr = self.state, self.trigger
         n = len(self.instances)
-        fire = (tr.kind == _IMMEDIATE) | ((tr.kind == _TIME) & (t >= tr.at_s))
+        elapsed = self._elapsed_s
+        fire = (tr.kind == _IMMEDIATE) | ((tr.kind == _TIME) & (elapsed >= tr.at_s))
         why = [""] * n
-        armed = t >= tr.not_before_s
+        armed = elapsed >= tr.not_before_s
         rows = self._do_spike_rows
         if rows.size:
             do, do_ok = self._read_do(v, good)
@@ -707,6 +755,20 @@ class FeedBank:
             fire[rows] = low
             for j in np.flatnonzero(low & ~st.triggered[rows]):
                 why[rows[j]] = f"glucose {glc[j]:g} g/L below {tr.glucose_g_per_l[rows[j]]:g} g/L"
+        rows = self._our_rows
+        if rows.size:
+            our, our_ok = self._read_our(v, good)
+            watch = our_ok & armed[rows]
+            np.maximum(self._our_max, np.where(watch, our, 0.0), out=self._our_max)
+            peak = self._our_max
+            low = watch & (peak >= tr.min_our_mmol_per_l_h[rows]) & (our < tr.drop_fraction[rows] * peak)
+            # Debounce: the drop must persist for hold_s; a good reading above it resets the watch.
+            self._our_low_since = np.where(low, np.where(np.isnan(self._our_low_since), t, self._our_low_since),
+                                           np.where(our_ok, np.nan, self._our_low_since))
+            drop = low & (t - self._our_low_since >= tr.hold_s[rows])
+            fire[rows] = drop
+            for j in np.flatnonzero(drop & ~st.triggered[rows]):
+                why[rows[j]] = f"OUR fell to {our[j]:.1f} from its peak {peak[j]:.1f} mmol/(L h)"
         fire &= ~st.triggered
         for i in np.flatnonzero(fire):
             if not why[i]:
@@ -748,14 +810,14 @@ class FeedBank:
                 missing = [name for name, bad in (("volume_l (for V0)", np.isnan(v0[j])),
                                                   (f"{ex.biomass_signal[j]} (for X0)", np.isnan(x0[j]))) if bad]
                 events.append(FeedEvent(int(self._reactor[rows[j]]), self._name[rows[j]], "feed_waiting",
-                                        f"start trigger fired at {t / 3600:.1f} h but no good "
+                                        f"start trigger fired at {self._elapsed_s[rows[j]] / 3600:.1f} h but no good "
                                         f"{' or '.join(missing)} reading yet: waiting"))
             st.waiting[rows] = new[rows] & ~known
         for i in np.flatnonzero(ready):
             st.t0_s[i] = t
             reason = why[i] or "after waiting for V0/X0"
             events.append(FeedEvent(int(self._reactor[i]), self._name[i], "feed_started",
-                                    f"{self._label[i]} feed started at {t / 3600:.1f} h ({reason})"))
+                                    f"{self._label[i]} feed started at {self._elapsed_s[i] / 3600:.1f} h ({reason})"))
         st.started |= ready
 
     def _exponential_demand(self, t: float, demand: FloatArray) -> None:

@@ -25,8 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p = sub.add_parser("demo", help="simulated fermenters + the service, with a live status table")
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="service configuration (default: config/demo.toml)")
     p.add_argument("--reactors", type=int, default=3, help="simulated reactors (the config must list them)")
-    p.add_argument("--speed", type=float, default=300.0, help="process seconds per wall second (default 300)")
-    p.add_argument("--duration", type=float, default=90.0, help="wall seconds to run (default 90 = 7.5 h at 300x)")
+    p.add_argument("--speed", type=float, default=200.0, help="process seconds per wall second (default 200)")
+    p.add_argument("--duration", type=float, default=120.0,
+                   help="wall seconds to run (default 120: 6.7 h of process time at 200x)")
     p.add_argument("--start-h", type=float, default=0.0, help="fast-forward the simulator this many process hours first")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--inoculum", type=float, default=1.0, metavar="G_PER_L",
@@ -41,12 +42,13 @@ def demo_config(path: Path, *, url: str, speed: float, store: str | None) -> Any
 
     Publishing and sampling intervals are wall time; the control period is process time. At
     300x a 1 s publishing interval would be 5 process minutes between values, so they shrink
-    by the speed factor (no lower than 20 ms, which asyncua sustains on loopback).
+    by the speed factor, but no lower than 50 ms: asyncua (pure Python) cannot promise a
+    shorter publishing cycle, and tags go stale after 3 missed cycles.
     """
     from telemetry.config import validate_config
 
     data = tomllib.loads(path.read_text())
-    interval_ms = lambda ms: max(20.0, ms / speed)  # noqa: E731
+    interval_ms = lambda ms: max(50.0, ms / speed)  # noqa: E731
     for ep in data.get("endpoints", {}).values():
         ep["url"] = url
         ep["publishing_interval_ms"] = interval_ms(ep.get("publishing_interval_ms", 1000.0))

@@ -548,7 +548,22 @@ class GlucoseBelowStart(Section):
     not_before_h: NonNegativeHours = 0.0
 
 
-StartTrigger = Annotated[ImmediateStart | TimeStart | DoSpikeStart | GlucoseBelowStart,
+class OurDropStart(Section):
+    """Start when OUR collapses at substrate depletion: below ``drop_fraction`` of its peak.
+
+    Preferred over ``do_spike`` when DO is under tight control: the DO loop absorbs the
+    spike (the stirrer slows), while the off-gas OUR shows the depletion directly.
+    """
+
+    kind: Literal["our_drop"]
+    drop_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.6
+    min_our_mmol_per_l_h: Annotated[float, Field(ge=0)] = 10.0
+    hold_s: NonNegativeSeconds = 0.0
+    """OUR must stay below the threshold this long: one noisy reading is not depletion."""
+    not_before_h: NonNegativeHours = 0.0
+
+
+StartTrigger = Annotated[ImmediateStart | TimeStart | DoSpikeStart | GlucoseBelowStart | OurDropStart,
                          Field(discriminator="kind")]
 
 

@@ -354,6 +354,8 @@ class _Resolver:
             needs.append(((*here, "start", "kind"), "do_pct"))
         elif start.kind == "glucose_below":
             needs.append(((*here, "start", "kind"), "glucose_g_per_l"))
+        elif start.kind == "our_drop":
+            needs.append(((*here, "start", "kind"), "our_mmol_per_l_h"))
         if feed.max_volume_l is not None:
             needs.append(((*here, "max_volume_l"), "volume_l"))
         if feed.kind == "exponential":
@@ -370,7 +372,7 @@ class _Resolver:
 
 
 _FEED_KINDS = frozenset({"exponential", "linear", "piecewise", "do_stat", "ph_stat",
-                         "immediately", "time", "do_spike", "glucose_below"})
+                         "immediately", "time", "do_spike", "glucose_below", "our_drop"})
 
 
 def resolve(cfg: Any, broken: frozenset[Loc] = frozenset(),

@@ -37,6 +37,7 @@ CANONICAL_SIGNALS: dict[str, CanonicalSignal] = {
     "base_total_l": _m("L"),
     "acid_total_l": _m("L"),
     "foam": _m("1"),
+    "process_time_s": _m("s"),  # time since inoculation, as the plant's batch manager counts it
     # at-line analytes (sampled, delayed)
     "glucose_g_per_l": _m("g/L"),
     "titer_g_per_l": _m("g/L"),

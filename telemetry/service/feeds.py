@@ -18,9 +18,10 @@ from collections.abc import Sequence
 
 from controllers.feeding import (DoStatLaw, ExponentialLaw, FeedBank, FeedInstance, Law, LinearLaw, PhStatLaw,
                                  PiecewiseLaw, Start, StartAtTime, StartImmediately, StartOnDoSpike,
-                                 StartOnGlucoseBelow)
+                                 StartOnGlucoseBelow, StartOnOurDrop)
 from telemetry.config import (DoSpikeStart, DoStatFeed, ExponentialFeed, Feed, GlucoseBelowStart, ImmediateStart,
                               LinearFeed, PhStatFeed, PiecewiseFeed, ServiceConfig, TimeStart)
+from telemetry.config.models import OurDropStart
 
 _S_PER_H = 3600.0
 
@@ -65,7 +66,7 @@ def feed_instance(feed: Feed, reactor: int, *, pump_hi_l_per_h: float | None = N
         max_total_l=math.inf if feed.max_total_l is None else feed.max_total_l)
 
 
-def _start(start: ImmediateStart | TimeStart | DoSpikeStart | GlucoseBelowStart) -> Start:
+def _start(start: ImmediateStart | TimeStart | DoSpikeStart | GlucoseBelowStart | OurDropStart) -> Start:
     if isinstance(start, TimeStart):
         return StartAtTime(at_s=start.at_h * _S_PER_H)
     if isinstance(start, DoSpikeStart):
@@ -74,6 +75,9 @@ def _start(start: ImmediateStart | TimeStart | DoSpikeStart | GlucoseBelowStart)
     if isinstance(start, GlucoseBelowStart):
         return StartOnGlucoseBelow(glucose_g_per_l=start.glucose_g_per_l,
                                    not_before_s=start.not_before_h * _S_PER_H)
+    if isinstance(start, OurDropStart):
+        return StartOnOurDrop(drop_fraction=start.drop_fraction, min_our_mmol_per_l_h=start.min_our_mmol_per_l_h,
+                              hold_s=start.hold_s, not_before_s=start.not_before_h * _S_PER_H)
     return StartImmediately()
 
 

@@ -58,6 +58,8 @@ class ControlScan:
         # actuator -> row of the loop that drives it, per group
         self._driver_row = [{m[0]: g.program.loop_names.index(loop) for loop, maps in g.output_maps.items() for m in maps}
                             for g in plan.groups]
+        self._process_time_ids = np.array([plan.tag_id(r, "process_time_s") for r in plan.reactors], dtype=np.intp)
+        self._batch_start_s = np.full(len(plan.reactors), np.nan)
         if feeds is not None:
             self._feed_inputs = {sig: np.array([plan.tag_id(r, sig) for r in plan.reactors], dtype=np.intp)
                                  for sig in feeds.inputs}  # type: ignore[attr-defined]
@@ -162,11 +164,22 @@ class ControlScan:
                 self.on_event(t_s, reactor, "bad_pv", "cleared", f"loop {loop}: measurement {pv_tag} is good again")
         self._alarm[k] = bad
 
+    def _batch_start(self, t_s: float, usable: npt.NDArray[np.bool_]) -> npt.NDArray[np.float64]:
+        """Process time of each reactor's inoculation: from its ``process_time_s`` tag where the
+        plant publishes one, else the time the service first saw the reactor (hour-based
+        recipe triggers then count from the service's start)."""
+        elapsed, ok = self._gather(self._process_time_ids, usable)
+        known = ok & np.isfinite(elapsed)
+        self._batch_start_s = np.where(known, t_s - elapsed,
+                                       np.where(np.isnan(self._batch_start_s), t_s, self._batch_start_s))
+        return self._batch_start_s
+
     def _step_feeds(self, t_s: float, dt_s: float, usable: npt.NDArray[np.bool_], out: ScanOutput) -> None:
         values, ok = {}, {}
         for sig, ids in self._feed_inputs.items():
             values[sig], ok[sig] = self._gather(ids, usable)
-        res = self.feeds.step(t_s, dt_s, values, ok)  # type: ignore[attr-defined]
+        res = self.feeds.step(t_s, dt_s, values, ok,  # type: ignore[attr-defined]
+                              batch_start_s=self._batch_start(t_s, usable))
         for mv, rates in res.rate_l_per_h.items():
             for reactor, rate in zip(self.plan.reactors, np.asarray(rates).tolist()):
                 key = f"{reactor}.{mv}"

@@ -42,7 +42,7 @@ def test_demo_matches_the_simulator_naming() -> None:
     assert {s.mv for s in by_name["ph"].split_range or []} == {"base_rate_l_per_h", "acid_rate_l_per_h"}
     assert by_name["temperature"].mv == "jacket_temp_c"
     feeds = {r: cfg.feeds_for(r)[0] for r in cfg.reactors}
-    assert feeds["R1"].kind == "exponential" and feeds["R1"].start.kind == "do_spike"
+    assert feeds["R1"].kind == "exponential" and feeds["R1"].start.kind == "our_drop"
     assert (feeds["R1"].mu_set_per_h, feeds["R3"].mu_set_per_h) == (0.25, 0.18)  # R3's override
 
 
@@ -99,8 +99,9 @@ def test_apply_overrides_rejects_a_bad_url_like_a_bad_file() -> None:
 
 
 def test_readme_example_is_valid(tmp_path: Path) -> None:
-    doc = (CONFIG_DIR.parent / "docs" / "readme-parts" / "configuration.md").read_text(encoding="utf-8")
-    example = doc.split("```toml\n")[-1].split("```")[0]
+    doc = (CONFIG_DIR.parent / "README.md").read_text(encoding="utf-8")
+    section = doc.split("### A short example", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```")[0]
     path = tmp_path / "example.toml"
     path.write_text(example, encoding="utf-8")
     cfg = load_config(path)

@@ -377,37 +377,38 @@ def test_build_feed_bank_from_demo_config_applies_the_r3_override() -> None:
     bank = build_feed_bank(cfg, ["R1", "R2", "R3"])
     assert bank.n_reactors == 3
     assert bank.outputs == (("glucose", MV),)
-    assert set(bank.inputs) == {"do_pct", "volume_l", "od600"}
+    assert set(bank.inputs) == {"our_mmol_per_l_h", "volume_l", "od600"}
     np.testing.assert_allclose(bank.exponential.mu_set_per_h, [0.25, 0.25, 0.18])
     np.testing.assert_allclose(bank.max_rate_l_per_h, 1.0)
     np.testing.assert_allclose(bank.max_volume_l, 10.5)
-    np.testing.assert_allclose(bank.trigger.not_before_s, 4 * H)
+    np.testing.assert_allclose(bank.trigger.not_before_s, 1 * H)
     with pytest.raises(ValueError, match="R9"):
         build_feed_bank(cfg, ["R1", "R9"])
 
 
-def test_demo_feed_starts_at_the_do_spike_in_a_synthetic_batch() -> None:
-    """Drive the demo's bank with a DO trace that spikes at 8 h on R1 and R3, 9 h on R2."""
+def test_demo_feed_starts_at_the_our_drop_in_a_synthetic_batch() -> None:
+    """Drive the demo's bank with an OUR trace that collapses at 8 h on R1 and R3, 9 h on R2."""
     bank = build_feed_bank(load_config(DEMO), ["R1", "R2", "R3"])
     spike_h = np.array([8.0, 9.0, 8.0])
 
     def plant(t: float):  # type: ignore[no-untyped-def]
         h = t / H
-        do = np.where(h < 1.0, 100.0 - 70.0 * h, 30.0)
-        do = np.where((h >= 2.0) & (h < 2.2), 70.0, do)  # lag-phase swing: before not_before_h
-        do = np.where((h >= spike_h) & (h < spike_h + 0.3), 70.0, do)
-        do = np.where(h >= spike_h + 0.3, 20.0, do)  # DO falls again once the feed runs
+        our = 2.0 * np.exp(0.45 * np.minimum(h, spike_h))  # grows with the biomass
+        our = np.where((h >= 0.3) & (h < 0.5), 0.5, our)  # a start-up dip before not_before_h
+        our = np.where(h >= spike_h, 0.3 * our, our)  # glucose gone: uptake collapses
         od = 2.0 * np.exp(0.5 * np.minimum(h, spike_h))
-        return readings(3, do_pct=do, od600=od, volume_l=5.0), None
+        return readings(3, our_mmol_per_l_h=our, od600=od, volume_l=5.0), None
 
     results = run(bank, 12 * H, plant, dt=5.0)
     starts = [first_start_s(results, "glucose", r) for r in range(3)]
-    np.testing.assert_allclose(starts, spike_h * H)
+    hold_s = load_config(DEMO).feeds_for("R1")[0].start.hold_s  # the drop must persist this long
+    assert hold_s > 0
+    np.testing.assert_allclose(starts, spike_h * H + hold_s)
     last_t, last = results[-1]
-    x0 = 0.4 * 2.0 * np.exp(0.5 * spike_h)
-    expected = [min(1.0, formula(last_t, spike_h[r] * H, mu, x0[r], 5.0, y=0.51, ms=0.04))
+    x0 = 0.4 * 2.0 * np.exp(0.5 * spike_h)  # OD is flat after the spike, so the hold does not change X0
+    expected = [min(1.0, formula(last_t, spike_h[r] * H + hold_s, mu, x0[r], 5.0, y=0.51, ms=0.04))
                 for r, mu in enumerate([0.25, 0.25, 0.18])]
     np.testing.assert_allclose(last.rate_l_per_h[MV], expected, rtol=1e-9)
     assert last.rate_l_per_h[MV][2] < last.rate_l_per_h[MV][0]  # the slower clone feeds less
     messages = [e.message for _, res in results for e in res.events]
-    assert len(messages) == 3 and all("(DO spike" in m for m in messages)
+    assert len(messages) == 3 and all("(OUR fell" in m for m in messages)

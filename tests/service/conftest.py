@@ -87,4 +87,34 @@ async def drive(clock: ManualClock, watch: ScanWatch, steps: int, step_s: float 
         await watch.scans(target)
 
 
-__all__ = ["ScanWatch", "drive", "demo_config"]
+async def eventually(condition: Callable[[], bool], *, timeout_s: float = 20.0, what: str = "a condition",
+                     poll_s: float = 0.02) -> None:
+    """Wait until ``condition()`` holds (polled: for state that has no event to await, such as
+    another process's files or a server's answers); fails after ``timeout_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(poll_s)
+
+
+def write_demo_config(path: Path, *, url: str, store: Path, publishing_interval_ms: float = 50.0,
+                      sampling_interval_ms: float = 0.0, append: str = "") -> Path:
+    """A copy of ``config/demo.toml`` as a user would edit it: endpoint URL, OPC UA intervals
+    and store path changed, everything else kept (``append`` adds TOML at the end)."""
+    import re
+
+    text = DEFAULT_CONFIG.read_text()
+    for pattern, value in ((r'^url = "opc\.tcp://[^"]*"', f'url = "{url}"'),
+                           (r"^publishing_interval_ms = \S+", f"publishing_interval_ms = {publishing_interval_ms}"),
+                           (r"^sampling_interval_ms = \S+", f"sampling_interval_ms = {sampling_interval_ms}"),
+                           (r'^path = "[^"]*"', f'path = "{store}"')):
+        text, n = re.subn(pattern, value, text, count=1, flags=re.MULTILINE)
+        if n != 1:
+            raise AssertionError(f"config/demo.toml has no line matching {pattern!r}")
+    path.write_text(text + "\n" + append)
+    return path
+
+
+__all__ = ["ScanWatch", "demo_config", "drive", "eventually", "write_demo_config"]

@@ -81,7 +81,9 @@ async def test_bad_probe_goes_to_safe_output_with_alarm_and_no_crash(make_config
     probe_fails = Fault(kind="do_probe_failure", at_s=30.0, duration_s=None, reactor=1, signal=None, magnitude=None)
     plant = make_plant("ecoli", 3, seed=7, faults=[probe_fails])
     async with SimulatorServer(plant, port=0, clock=clock, speed=1.0) as sim:
-        service, watch = await _started(make_config(sim.endpoints[0]))
+        cfg = make_config(sim.endpoints[0])
+        safe_output = next(lp.safe_output for lp in cfg.loops_for("R2") if lp.name == "do")
+        service, watch = await _started(cfg)
         try:
             await drive(clock, watch, steps=30)
         finally:
@@ -91,8 +93,8 @@ async def test_bad_probe_goes_to_safe_output_with_alarm_and_no_crash(make_config
     assert any(e.tags["severity"] == "alarm" and "do" in str(e.fields["message"]) for e in events)
     rows = _loop_rows(store, "R2", "do")
     assert rows[-1]["pv_ok"] is False
-    # the DO loop's configured safe output (55 %), reached under its rate limit
-    assert rows[-1]["mv"] == pytest.approx(55.0)
+    # the DO loop's configured safe output, reached under its rate limit
+    assert rows[-1]["mv"] == pytest.approx(safe_output)
     # the bad value itself was recorded with its quality, never as a good value
     do_samples = [p.parsed().fields for p in store.query("sample", tags={"reactor": "R2", "signal": "do_pct"})]
     assert do_samples[-1]["good"] is False and "value" not in do_samples[-1]
