@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from controllers.feeding import (DoStatLaw, ExponentialLaw, FeedBank, FeedInstance, FeedStepResult, LinearLaw,
                                  PhStatLaw, PiecewiseLaw, StartAtTime, StartImmediately, StartOnDoSpike,
-                                 StartOnGlucoseBelow)
+                                 StartOnGlucoseBelow, StartOnOurDrop)
 from telemetry.config import load_config
 from telemetry.service.feeds import build_feed_bank
 
@@ -412,3 +412,43 @@ def test_demo_feed_starts_at_the_our_drop_in_a_synthetic_batch() -> None:
     assert last.rate_l_per_h[MV][2] < last.rate_l_per_h[MV][0]  # the slower clone feeds less
     messages = [e.message for _, res in results for e in res.events]
     assert len(messages) == 3 and all("(OUR fell" in m for m in messages)
+
+
+def _our_bank(**start: float) -> FeedBank:
+    return FeedBank(1, [FeedInstance("f", 0, exp_law(), start=StartOnOurDrop(**start))])
+
+
+def test_our_drop_needs_the_drop_to_persist() -> None:
+    """A single low OUR reading is noise; a drop held for hold_s is depletion."""
+    bank = _our_bank(drop_fraction=0.8, min_our_mmol_per_l_h=10.0, hold_s=120.0)
+
+    def plant(t: float):  # type: ignore[no-untyped-def]
+        our = 40.0
+        if 1000.0 <= t < 1010.0:
+            our = 20.0  # one noisy reading
+        elif t >= 2000.0:
+            our = 25.0  # glucose gone
+        return readings(1, our_mmol_per_l_h=our), None
+
+    results = run(bank, 3000.0, plant, dt=10.0)
+    assert first_start_s(results) == 2120.0
+
+
+def test_our_drop_waits_for_a_culture_that_took_off() -> None:
+    bank = _our_bank(drop_fraction=0.5, min_our_mmol_per_l_h=10.0)
+    results = run(bank, 1000.0, lambda t: (readings(1, our_mmol_per_l_h=8.0 if t < 500 else 2.0), None), dt=10.0)
+    assert math.isnan(first_start_s(results))
+
+
+def test_hour_triggers_count_from_each_reactors_inoculation() -> None:
+    """With POSIX-like process time, at_h counts from batch_start_s of each reactor."""
+    t0 = 1.8e9
+    bank = FeedBank(2, [FeedInstance("f", r, exp_law(), start=StartAtTime(at_s=3600.0)) for r in range(2)])
+    start = np.array([t0, t0 - 1800.0])  # R2 was inoculated half an hour earlier
+    started_at = [math.nan, math.nan]
+    for t in np.arange(t0, t0 + 7200.0, 60.0):
+        res = bank.step(float(t), 60.0, readings(2), None, batch_start_s=start)
+        for r in range(2):
+            if res.started["f"][r] and math.isnan(started_at[r]):
+                started_at[r] = float(t) - t0
+    assert started_at == [3600.0, 1800.0]
