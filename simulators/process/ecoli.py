@@ -274,12 +274,8 @@ def initial_state(n: int, vp: vessel.VesselParams, rng: np.random.Generator | No
     y[IX] = init["biomass_g_per_l"] * spread * v0
     y[IS] = init["glucose_g_per_l"] * v0
     y[IA] = init["acetate_g_per_l"] * v0
-    y[IV + 0] = v0
-    y[IV + 1] = init["temperature_c"]
-    y[IV + 2] = init["temperature_c"]
-    y[IV + 3] = init["ph"]
-    pressure = vessel.head_pressure_bar(np.full(n, ACTUATOR_DEFAULTS["air_flow_slpm"]), np.zeros(n), vp)
-    y[IC] = vessel.o2_saturation_air_mmol_per_l(y[IV + 1]) * pressure / vessel.ATM_BAR
+    vessel.fill_initial_vessel_states(y, IV, IC, v0, init["temperature_c"], init["ph"],
+                                      ACTUATOR_DEFAULTS["air_flow_slpm"], vp)
     return y
 
 

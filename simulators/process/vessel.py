@@ -74,6 +74,23 @@ def o2_saturation_air_mmol_per_l(temperature_c: FloatArray) -> FloatArray:
 _LN10 = float(np.log(10.0))
 
 
+def fill_initial_vessel_states(y: FloatArray, iv: int, i_do: int, v0: FloatArray, temperature_c: float,
+                               ph: float, air_flow_slpm: float, vp: VesselParams) -> None:
+    """Set the vessel rows of an initial state ``y`` (n_states, n) in place.
+
+    Rows ``iv..iv+3`` are volume (L), broth and jacket temperature (degC) and pH; ``i_do`` is
+    dissolved O2 (mmol/L), which starts at air saturation under the head pressure of the
+    initial air flow, as after a calibrated probe's 100 % point.
+    """
+    n = y.shape[1]
+    y[iv + 0] = v0
+    y[iv + 1] = temperature_c
+    y[iv + 2] = temperature_c
+    y[iv + 3] = ph
+    pressure = head_pressure_bar(np.full(n, air_flow_slpm), np.zeros(n), vp)
+    y[i_do] = o2_saturation_air_mmol_per_l(y[iv + 1]) * pressure / ATM_BAR
+
+
 def water_vapour_bar(temperature_c: FloatArray) -> FloatArray:
     """Saturated water vapour pressure, bar (0.063 bar at 37 C)."""
     return np.exp(_LN10 * (5.40221 - 1838.675 / (temperature_c + 241.413)))
