@@ -5,7 +5,9 @@
 (b) writing 100k points into a real VictoriaMetrics started here: our path (encode -> durable
     store -> forwarder -> InfluxV2Sink) vs influxdb-client's default batching
     ``write_api(write_options=WriteOptions())`` fed Point objects -> RATIO write_vs_influx_batching
-(c) end to end (simulators -> OPC UA -> control -> recording): see ``bench_end_to_end`` (lead).
+(c) end to end: ``fermentry simulate`` (100 reactors, 1x) -> OPC UA -> 10 loops per reactor -> OPC UA
+    writes -> local store -> VictoriaMetrics: sustained samples/s with zero loss, and control latency
+    (newest source timestamp -> outputs written)   -> FIGURE e2e_values_per_s, control_latency_p99_ms
 
 Run: ``.venv/bin/python bench/pipeline.py [--points N] [--repeats K]``
 """
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import math
 import statistics
 import sys
 import tempfile
@@ -142,18 +146,179 @@ async def _forward_all(store: Store, sink: InfluxV2Sink) -> None:
         await forwarder.wait_acked(store.last_id())
 
 
-def bench_end_to_end() -> None:
-    """Part (c), end to end: added by the lead."""
+# (c) ------------------------------------------------------------------------------------------
+# The 10 loops per reactor: the demo's DO, pH and temperature loops (each on one actuator here,
+# constant setpoints) and 7 PI loops on other measurements, each writing its own spare writable
+# tag (air, O2, acid, feed, antifoam, and the DO and pH setpoint tags, which the loops above
+# no longer read). The
+# extra loops control nothing meaningful; what is measured is 10 loops computed and 10 outputs
+# written per reactor per scan, through the same actuation path as real loops.
+E2E_LOOPS = [
+    dict(name="do", pv="do_pct", sp=30.0, mv="agitation_rpm", out_lo=300.0, out_hi=1200.0, kp=20.0, ti_s=90.0,
+         out_rate_per_s=100.0),
+    dict(name="ph", pv="ph", sp=7.0, mv="base_rate_l_per_h", out_lo=0.0, out_hi=0.3, kp=0.5, ti_s=600.0,
+         out_rate_per_s=0.05),
+    dict(name="temperature", pv="temperature_c", sp=37.0, mv="jacket_temp_c", out_lo=15.0, out_hi=45.0, kp=4.0,
+         ti_s=400.0, td_s=30.0, out_rate_per_s=0.2),
+    dict(name="offgas_o2", pv="offgas_o2_pct", sp=19.0, mv="air_flow_slpm", out_lo=5.0, out_hi=15.0, kp=1.0,
+         ti_s=300.0, out_rate_per_s=0.5),
+    dict(name="offgas_co2", pv="offgas_co2_pct", sp=2.0, mv="o2_flow_slpm", out_lo=0.0, out_hi=2.0, kp=0.1,
+         ti_s=300.0, out_rate_per_s=0.1),
+    dict(name="acid", pv="ph", sp=7.3, mv="acid_rate_l_per_h", out_lo=0.0, out_hi=0.2, kp=0.3, ti_s=600.0,
+         action="direct", out_rate_per_s=0.05),
+    dict(name="volume", pv="volume_l", sp=8.0, mv="feed_rate_l_per_h", out_lo=0.0, out_hi=0.2, kp=0.05, ti_s=900.0,
+         out_rate_per_s=0.01),
+    dict(name="foam", pv="foam", sp=0.0, mv="antifoam_rate_l_per_h", out_lo=0.0, out_hi=0.05, kp=0.05, ti_s=60.0,
+         action="direct", out_rate_per_s=0.01),
+    dict(name="our", pv="our_mmol_per_l_h", sp=50.0, mv="do_sp_pct", out_lo=20.0, out_hi=40.0, kp=0.1, ti_s=600.0,
+         out_rate_per_s=0.5),
+    dict(name="cer", pv="cer_mmol_per_l_h", sp=50.0, mv="ph_sp", out_lo=6.8, out_hi=7.2, kp=0.1, ti_s=600.0, out_rate_per_s=0.01),
+]
+
+
+def e2e_config(url: str, n_reactors: int, store: Path, influx_url: str) -> object:
+    """The demo configuration for ``n_reactors`` on one endpoint, every change recorded (no
+    deadbands, fastest sampling, 100 ms publishing), 1 s control period, the 10 loops above."""
+    import tomllib
+
+    from telemetry.config import validate_config
+    from telemetry.demo import DEFAULT_CONFIG
+
+    data = tomllib.loads(DEFAULT_CONFIG.read_text())
+    data["service"].update(control_period_s=1.0, write_mode="write")
+    data["endpoints"]["sim"].update(url=url, publishing_interval_ms=100.0)
+    defaults = data["reactor_defaults"]
+    defaults["sampling_interval_ms"] = 0.0
+    for spec in defaults["tags"].values():
+        spec.pop("deadband_abs", None)
+    defaults["tags"]["antifoam_rate_l_per_h"] = {"lo": 0.0, "hi": 0.05}
+    data["reactors"] = {f"R{k + 1}": {} for k in range(n_reactors)}
+    data["loops"] = E2E_LOOPS
+    data.pop("feeds", None)  # the feed pump is driven by a loop here
+    data["store"] = {"path": str(store)}
+    data["influxdb"] = {"url": influx_url, "bucket": "bench", "flush_interval_s": 0.2, "max_backoff_s": 1.0}
+    return validate_config(data, source="bench e2e", base_dir=DEFAULT_CONFIG.parent)
+
+
+def bench_end_to_end(n_reactors: int = 100, duration_s: float = 25.0, profile: bool = False) -> None:
+    """(c) ``fermentry simulate`` (a child process, 1x real time) -> OPC UA -> the service
+    (control, actuation, recording) -> local store -> VictoriaMetrics started here."""
+    from tests.servers import VictoriaMetricsServer, find_binary, free_port
+
+    binary = find_binary("victoria-metrics")
+    if binary is None:
+        print("(c) skipped: victoria-metrics not installed (apt-get install victoria-metrics)")
+        return
+
+    class DedupVictoriaMetrics(VictoriaMetricsServer):
+        # at-least-once delivery reads back once per timestamp only with deduplication on
+        def argv(self) -> list[str]:
+            return [*super().argv(), "-dedup.minScrapeInterval=1ms"]
+
+    with tempfile.TemporaryDirectory() as tmp, DedupVictoriaMetrics(binary, Path(tmp) / "vm") as vm:
+        result = asyncio.run(_end_to_end(vm, Path(tmp), n_reactors, duration_s, free_port(), profile))
+    values_per_s, latency_ms, received, stored, in_db, distinct, scans, writes, failures = result
+    lost_store, lost_db = received - stored, distinct - in_db
+    print(f"(c) end to end, {n_reactors} reactors x {len(E2E_LOOPS)} loops, 1x, {duration_s:.0f} s: "
+          f"{values_per_s:,.0f} samples/s recorded; {received} samples received, {stored} in the store, "
+          f"{in_db} of {distinct} distinct (series, ms) in VictoriaMetrics; {scans} scans, {writes} output writes "
+          f"({failures} failed); control latency p50 {latency_ms[0]:.1f} ms, p99 {latency_ms[1]:.1f} ms, "
+          f"max {latency_ms[2]:.1f} ms")
+    print(f"FIGURE e2e_values_per_s {values_per_s:.0f}")
+    print(f"FIGURE e2e_lost_samples {lost_store + lost_db}")
+    print(f"FIGURE control_latency_p99_ms {latency_ms[1]:.1f}")
+
+
+async def _end_to_end(vm: object, tmp: Path, n_reactors: int, duration_s: float, port: int,
+                      profile: bool) -> tuple:
+    import signal
+    import sqlite3
+
+    from telemetry.service.runner import Service
+
+    fermentry = str(Path(sys.executable).parent / "fermentry")
+    sim_log = (tmp / "simulate.log").open("wb")
+    sim = await asyncio.create_subprocess_exec(
+        fermentry, "simulate", "--reactors", str(n_reactors), "--port", str(port), "--status-every", "3600",
+        stdout=sim_log, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL)
+    service = Service(e2e_config(f"opc.tcp://127.0.0.1:{port}/fermentry/", n_reactors, tmp / "store",
+                                 vm.url))  # type: ignore[attr-defined]
+    await service.start()
+    try:
+        await asyncio.wait_for(service.supervisors["sim"].wait_connected(), 60)
+        await asyncio.sleep(3.0)  # warm-up: the first values of every tag, first scans, take-over of outputs
+        profiler = None
+        if profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+        n0, t0, k0 = service.samples.total, time.perf_counter(), len(service.stats.scan_latency_s)
+        await asyncio.sleep(duration_s)  # the measurement window: the pipeline runs on its own
+        n1, t1 = service.samples.total, time.perf_counter()
+        latencies = sorted(service.stats.scan_latency_s[k0:])
+        if profiler is not None:
+            import pstats
+
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+        sim.send_signal(signal.SIGINT)
+        await asyncio.wait_for(sim.wait(), 30)
+        # the source is gone: wait until every received sample is committed and forwarded
+        deadline = time.monotonic() + 120
+        while (len(service.samples) or service.recorder.pending) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        while not service.forwarders and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        await asyncio.wait_for(service.forwarders[0].wait_acked(service.store.last_id()), 120)
+        received = service.samples.total
+        scans, writes, failures = service.stats.scans, service.stats.writes, service.stats.write_failures
+    finally:
+        if sim.returncode is None:
+            sim.kill()
+            await sim.wait()
+        sim_log.close()
+        await service.stop()
+    with sqlite3.connect(service.store_path) as db:
+        stored, distinct = db.execute(
+            "SELECT count(*), count(DISTINCT p.series_id || ':' || (p.time_ns / 1000000)) FROM points p "
+            "JOIN series s ON s.id = p.series_id WHERE s.measurement = 'sample'").fetchone()
+    in_db = _vm_count(vm, "sample_quality")
+    pct = lambda q: 1e3 * latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else math.nan  # noqa: E731
+    return ((n1 - n0) / (t1 - t0), (pct(0.5), pct(0.99), pct(1.0)), received, stored, in_db, distinct,
+            scans, writes, failures)
+
+
+def _vm_count(vm: object, metric: str) -> int:
+    """Samples of ``metric`` in VictoriaMetrics (all time, deduplicated), via the export API."""
+    import json
+    import urllib.parse
+
+    from tests.servers import http
+
+    vm.flush()  # type: ignore[attr-defined]
+    body = urllib.parse.urlencode({"match[]": metric, "start": "0", "end": str(4 * 10**9)}).encode()
+    status, _, data = http("POST", f"{vm.url}/api/v1/export", body=body,  # type: ignore[attr-defined]
+                           headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout_s=120)
+    if status != 200:
+        raise RuntimeError(f"export -> {status}: {data[:300]!r}")
+    return sum(len(json.loads(line)["timestamps"]) for line in data.splitlines() if line.strip())
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--reactors", type=int, default=100, help="(c) simulated reactors")
+    parser.add_argument("--duration", type=float, default=25.0, help="(c) measured wall seconds")
+    parser.add_argument("--profile", action="store_true", help="(c) cProfile the service during the window")
+    parser.add_argument("--only-e2e", action="store_true", help="run part (c) only")
     args = parser.parse_args()
-    bench_encoding(args.points, max(args.repeats, 3))
-    bench_write(args.points, args.repeats)
-    bench_end_to_end()
+    logging.basicConfig(level=logging.ERROR)  # the service's alarms (connection lost at the end) are expected
+    if not args.only_e2e:
+        bench_encoding(args.points, max(args.repeats, 3))
+        bench_write(args.points, args.repeats)
+    bench_end_to_end(args.reactors, args.duration, args.profile)
     return 0
 
 

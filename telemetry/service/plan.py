@@ -101,7 +101,10 @@ def build_plan(cfg: ServiceConfig, *, env: Mapping[str, str] | None = None) -> S
             ))
             output_endpoint[key] = t.endpoint
 
-    endpoints = [_endpoint_spec(name, ep, tuple(by_endpoint[name]), env) for name, ep in cfg.endpoints.items()]
+    try:
+        endpoints = [_endpoint_spec(name, ep, tuple(by_endpoint[name]), env) for name, ep in cfg.endpoints.items()]
+    except ConfigError as exc:  # secrets are read here, not at validation: name the file like validation does
+        raise ConfigError(f"{cfg.source}: {exc}") from exc
     stale = stale_after_s(endpoints, len(table)) * cfg.service.stale_after_publishing_intervals / 3.0
 
     batch_nodes: dict[str, tuple[str, str]] = {}

@@ -253,11 +253,12 @@ class Service:
         watchdog_s = max(1.0, float(self.plan.stale_after_s.max(initial=1.0)))
         while True:
             tick = await self.process_clock.next_tick(timeout_s=watchdog_s)
+            # before any recording: samples must carry the plant's batch id, not "unknown"
+            await self._read_batch_ids()
             if tick is None:
                 await self._watchdog_scan()
                 continue
             t_s, dt_s = tick
-            await self._read_batch_ids()
             await self._scan_once(t_s, dt_s if dt_s > 0 else period)
 
     async def _scan_once(self, t_s: float, dt_s: float) -> None:

@@ -58,6 +58,7 @@ class ControlScan:
         # actuator -> row of the loop that drives it, per group
         self._driver_row = [{m[0]: g.program.loop_names.index(loop) for loop, maps in g.output_maps.items() for m in maps}
                             for g in plan.groups]
+        self._output_ids = [_loop_output_ids(plan, g) for g in plan.groups]
         self._process_time_ids = np.array([plan.tag_id(r, "process_time_s") for r in plan.reactors], dtype=np.intp)
         self._batch_start_s = np.full(len(plan.reactors), np.nan)
         if feeds is not None:
@@ -88,7 +89,7 @@ class ControlScan:
     def _step_group(self, k: int, g: LoopGroup, t_s: float, dt_s: float, usable: npt.NDArray[np.bool_],
                     batch_of: dict[str, str], out: ScanOutput) -> None:
         prog = g.program
-        restore = self._bumpless_start(k, g, usable)
+        restore = self._hold_offline(k, g) + self._bumpless_start(k, g, usable)
         pv, pv_ok = self._gather(g.pv_ids, usable)
         sp_tag, sp_ok = self._gather(g.sp_ids, usable)
         # A bad setpoint tag keeps the current setpoint (NaN = keep), never a jump to garbage.
@@ -113,6 +114,32 @@ class ControlScan:
             terms = {"sp": c["sp"], "pv": pv[row], "mv": c["out"], "p": c["p"], "i": c["i"], "d": c["d"]}
             self.recorder.loops(t_s, g.reactors, name, batches, terms, c["mode"],
                                 (c["sat_hi"] > 0) | (c["sat_lo"] > 0), pv_ok[row])
+
+    def _hold_offline(self, k: int, g: LoopGroup) -> list[tuple[str, int, str]]:
+        """Hold the loops whose actuators sit on a lost endpoint, and take them over again afterwards.
+
+        Nothing the loop computes can reach the plant while its endpoint is gone, so a "safe"
+        ramp would only be written as a bump after the reconnect; and a restarted PLC may come
+        back holding other outputs. So such a loop steps in manual at its present output this
+        scan (mode restored after the step, as in :meth:`_bumpless_start`) and is marked
+        uninitialised: once its actuators are readable again it restarts from what the plant holds.
+        """
+        ids = self._output_ids[k]
+        have = ids >= 0
+        offline = (have & self.table.disconnected[np.where(have, ids, 0)]).any(axis=1)
+        if not offline.any():
+            return []
+        self._initialised[k] &= ~offline
+        prog = g.program
+        comps = prog.components()
+        restore = []
+        for row, r in zip(*np.nonzero(offline)):
+            name = prog.loop_names[row]
+            mode = _MODE_NAMES[int(comps[name]["mode"][r])]
+            if mode != "manual":
+                prog.set_mode(name, "manual", reactor=int(r))
+                restore.append((name, int(r), mode))
+        return restore
 
     def _bumpless_start(self, k: int, g: LoopGroup, usable: npt.NDArray[np.bool_]) -> list[tuple[str, int, str]]:
         """Start each loop from the output the plant holds now, so taking over a running
@@ -187,6 +214,17 @@ class ControlScan:
                     out.requests[key] = rate
         for r, feed, kind, message in res.events:
             self.on_event(t_s, self.plan.reactors[r], kind, "info", f"feed {feed}: {message}")
+
+
+def _loop_output_ids(plan: ServicePlan, g: LoopGroup) -> npt.NDArray[np.intp]:
+    """Tag ids of the actuators each loop drives, shape (n_loops, n_maps, n_reactors); -1: none."""
+    names = g.program.loop_names
+    n_maps = max((len(g.output_maps.get(name, [])) for name in names), default=0)
+    ids = np.full((len(names), max(n_maps, 1), len(g.reactors)), -1, dtype=np.intp)
+    for row, name in enumerate(names):
+        for j, m in enumerate(g.output_maps.get(name, [])):
+            ids[row, j] = [plan.tag_id(reactor, m[0]) for reactor in g.reactors]
+    return ids
 
 
 def _invert_maps(maps: list[tuple[str, float, float, float, float]], mv: list[float]) -> float | None:
