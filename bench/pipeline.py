@@ -210,12 +210,7 @@ def bench_end_to_end(n_reactors: int = 100, duration_s: float = 25.0, profile: b
         print("(c) skipped: victoria-metrics not installed (apt-get install victoria-metrics)")
         return
 
-    class DedupVictoriaMetrics(VictoriaMetricsServer):
-        # at-least-once delivery reads back once per timestamp only with deduplication on
-        def argv(self) -> list[str]:
-            return [*super().argv(), "-dedup.minScrapeInterval=1ms"]
-
-    with tempfile.TemporaryDirectory() as tmp, DedupVictoriaMetrics(binary, Path(tmp) / "vm") as vm:
+    with tempfile.TemporaryDirectory() as tmp, VictoriaMetricsServer(binary, Path(tmp) / "vm") as vm:
         result = asyncio.run(_end_to_end(vm, Path(tmp), n_reactors, duration_s, free_port(), profile))
     values_per_s, latency_ms, received, stored, in_db, distinct, scans, writes, failures = result
     lost_store, lost_db = received - stored, distinct - in_db
@@ -291,18 +286,7 @@ async def _end_to_end(vm: object, tmp: Path, n_reactors: int, duration_s: float,
 
 def _vm_count(vm: object, metric: str) -> int:
     """Samples of ``metric`` in VictoriaMetrics (all time, deduplicated), via the export API."""
-    import json
-    import urllib.parse
-
-    from tests.servers import http
-
-    vm.flush()  # type: ignore[attr-defined]
-    body = urllib.parse.urlencode({"match[]": metric, "start": "0", "end": str(4 * 10**9)}).encode()
-    status, _, data = http("POST", f"{vm.url}/api/v1/export", body=body,  # type: ignore[attr-defined]
-                           headers={"Content-Type": "application/x-www-form-urlencoded"}, timeout_s=120)
-    if status != 200:
-        raise RuntimeError(f"export -> {status}: {data[:300]!r}")
-    return sum(len(json.loads(line)["timestamps"]) for line in data.splitlines() if line.strip())
+    return sum(len(series["timestamps"]) for series in vm.export(metric))  # type: ignore[attr-defined]
 
 
 def main() -> int:

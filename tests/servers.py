@@ -344,6 +344,9 @@ class VictoriaMetricsServer(ServerProcess):
             "-search.disableCache",
             "-loggerLevel=ERROR",
             "-http.shutdownDelay=0s",
+            # Fermentry delivers at least once; without deduplication VictoriaMetrics keeps
+            # every copy of a resent sample (InfluxDB overwrites the same series+timestamp).
+            "-dedup.minScrapeInterval=1ms",
         ]
 
     def flush(self) -> None:
@@ -354,7 +357,8 @@ class VictoriaMetricsServer(ServerProcess):
     def export(self, match: str = '{__name__!=""}') -> list[dict[str, Any]]:
         """All samples of the series matching ``match``, one dict per series (JSON lines format)."""
         self.flush()
-        body = urllib.parse.urlencode({"match[]": match, "start": "0"}).encode()
+        # "end" defaults to now: a simulator faster than real time writes future timestamps.
+        body = urllib.parse.urlencode({"match[]": match, "start": "0", "end": str(4 * 10**9)}).encode()
         status, _, data = http(
             "POST",
             f"{self.url}/api/v1/export",

@@ -13,8 +13,9 @@ the store is the outbox and nothing is lost by an outage, a crash or a shutdown:
   again slowly, so the data flows once someone fixes the credentials;
 * new points appended during an outage queue up behind the backlog, which drains in order.
 
-Delivery is at-least-once: a batch whose answer was lost is sent again. InfluxDB and
-VictoriaMetrics keep one value per series and timestamp, so a repeat overwrites itself.
+Delivery is at-least-once: a batch whose answer was lost is sent again. InfluxDB keeps one
+value per series and timestamp, so a repeat overwrites itself; VictoriaMetrics does so only with
+``-dedup.minScrapeInterval`` set (otherwise it keeps both copies).
 
 State changes are logged once (one error when the sink starts failing, one "recovered"), never
 per attempt. The clock-free back-off uses an injectable ``sleep`` so tests need not wait.

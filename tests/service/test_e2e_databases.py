@@ -4,10 +4,9 @@ Parametrized over the two write paths: InfluxDB 1.6 (``influxd``, v1 ``/write`` 
 ``db/autogen``) and VictoriaMetrics (``/api/v2/write`` through influxdb-client). The local
 store is the truth: what the database holds is compared point by point with it.
 
-VictoriaMetrics notes (measured on the installed server, and why the fixtures below start
-their own): it keeps every copy of a sample written twice unless ``-dedup.minScrapeInterval``
-is set (so at-least-once delivery needs ``-dedup.minScrapeInterval=1ms`` to read back once per
-timestamp), it stores millisecond timestamps, drops string fields, and it acknowledges a
+VictoriaMetrics notes (measured on the installed server): it keeps every copy of a sample
+written twice unless ``-dedup.minScrapeInterval`` is set (``tests/servers.py`` sets 1ms, which
+at-least-once delivery needs to read back once per timestamp), it stores millisecond timestamps, drops string fields, and it acknowledges a
 write before the data is on disk: a SIGKILL loses acknowledged samples. Its outage is
 therefore a clean stop (SIGTERM); influxd (WAL fsync per write) is SIGKILLed.
 """
@@ -15,9 +14,7 @@ therefore a clean stop (SIGTERM); influxd (WAL fsync per write) is SIGKILLed.
 from __future__ import annotations
 
 import asyncio
-import json
 import tempfile
-import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,20 +25,13 @@ from simulators.opcua import ManualClock, SimulatorServer
 from telemetry.lineproto import parse_line
 from telemetry.service.runner import Service
 from telemetry.store import Store
-from tests.servers import InfluxDB1Server, VictoriaMetricsServer, http, require_binary
+from tests.servers import InfluxDB1Server, VictoriaMetricsServer, require_binary
 from tests.service.conftest import ScanWatch, drive, eventually
 
 pytestmark = pytest.mark.servers
 
 # (measurement, sorted tag items) -> {time_ns: fields}
 SeriesPoints = dict[tuple[str, tuple[tuple[str, str], ...]], dict[int, dict[str, Any]]]
-
-
-class DedupVictoriaMetrics(VictoriaMetricsServer):
-    """VictoriaMetrics configured the way Fermentry's at-least-once delivery needs it."""
-
-    def argv(self) -> list[str]:
-        return [*super().argv(), "-dedup.minScrapeInterval=1ms"]
 
 
 class Database:
@@ -52,7 +42,7 @@ class Database:
         if kind == "influxd":
             self.server: InfluxDB1Server | VictoriaMetricsServer = InfluxDB1Server(require_binary("influxd"), tmp)
         else:
-            self.server = DedupVictoriaMetrics(require_binary("victoria-metrics"), tmp)
+            self.server = VictoriaMetricsServer(require_binary("victoria-metrics"), tmp)
         self.server.start()
         if isinstance(self.server, InfluxDB1Server):
             self.server.create_database("fermentry")
@@ -80,7 +70,7 @@ class Database:
                     assert row["time"] not in out.get(key, {}), f"{key} has two points at {row['time']}"
                     out.setdefault(key, {})[row["time"]] = fields
             return out
-        for series in _vm_export(self.server, '{__name__=~"(sample|loop|event)_.*"}'):
+        for series in self.server.export('{__name__=~"(sample|loop|event)_.*"}'):
             labels = dict(series["metric"])
             name = labels.pop("__name__")
             samples = list(zip(series["timestamps"], series["values"], strict=True))
@@ -93,17 +83,6 @@ class Database:
             for t_ms, value in samples:
                 points.setdefault(t_ms, {})[field] = value
         return out
-
-
-def _vm_export(vm: VictoriaMetricsServer, match: str) -> list[dict[str, Any]]:
-    """``/api/v1/export`` up to the far future: a simulator at speed > 1 stamps points ahead of
-    the wall clock, and VictoriaMetrics exports only up to "now" by default."""
-    vm.flush()
-    body = urllib.parse.urlencode({"match[]": match, "start": "0", "end": str(4 * 10**9)}).encode()
-    status, _, data = http("POST", f"{vm.url}/api/v1/export", body=body,
-                           headers={"Content-Type": "application/x-www-form-urlencoded"})
-    assert status == 200, data[:500]
-    return [json.loads(line) for line in data.splitlines() if line.strip()]
 
 
 STRING_FIELDS = {"sample": set(), "loop": {"mode"}, "event": {"message", "batch"}}
