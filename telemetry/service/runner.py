@@ -115,6 +115,7 @@ class Service:
         self.forwarders: list[Forwarder] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        self._flush_task: asyncio.Task[None] | None = None
         self._connected_once: set[str] = set()
         self._batch_read_due: set[str] = set()
         self.on_scan: Callable[[Service], None] | None = None  # the terminal status view hooks in here
@@ -242,6 +243,8 @@ class Service:
         self.store.close()
 
     async def _final_flush(self) -> None:
+        if self._flush_task is not None:
+            await asyncio.gather(self._flush_task, return_exceptions=True)
         self.recorder.samples(self.samples.drain(), self.batch_of)
         await self.recorder.flush()
 
@@ -268,8 +271,7 @@ class Service:
         # Newest source timestamp -> outputs written: a real latency only when the source
         # clock is wall time (a plant, or a simulator at 1x).
         self.stats.scan_latency_s.append(time.time() - self.process_clock.now_s)
-        self.recorder.samples(self.samples.drain(), self.batch_of)
-        await self.recorder.flush()
+        self._record()
         self.stats.last_scan_wall_s = time.time()
         if self.on_scan is not None:
             self.on_scan(self)
@@ -277,14 +279,28 @@ class Service:
     async def _watchdog_scan(self) -> None:
         self.stats.watchdog_scans += 1
         t_s = self._now_process_s()
-        usable = self.plan.table.usable(self.clock(), self.plan.stale_after_s)
-        for k, group in enumerate(self.scan.plan.groups):
-            ok = (group.pv_ids >= 0) & usable[group.pv_ids.clip(0)]
-            self.scan._alarms(k, group, t_s, ok)
-        self.recorder.samples(self.samples.drain(), self.batch_of)
-        await self.recorder.flush()
+        self.scan.check_alarms(t_s, self.clock())
+        self._record()
         if self.on_scan is not None:
             self.on_scan(self)
+
+    def _record(self) -> None:
+        """Hand this scan's samples to the recorder and commit in the background.
+
+        The next scan must not wait for an fsync: a commit runs in a worker thread while the
+        loop keeps acquiring and controlling. Commits never overlap (the recorder's lock), a
+        scan that finds one still running adds its points to the next, and a failed commit
+        keeps its points for the next try; ``stop()`` awaits the last one.
+        """
+        self.recorder.samples(self.samples.drain(), self.batch_of)
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.create_task(self._flush(), name="recorder-flush")
+
+    async def _flush(self) -> None:
+        try:
+            await self.recorder.flush()
+        except Exception as exc:  # noqa: BLE001 - the points stay queued; logged once per failure
+            log.error("local store commit failed, points kept for the next try: %s", exc)
 
     async def _write(self, requests: dict[str, float], t_s: float) -> None:
         by_endpoint: dict[str, dict[str, float]] = {}

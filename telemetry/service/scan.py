@@ -79,6 +79,14 @@ class ControlScan:
         self.scans += 1
         return out
 
+    def check_alarms(self, t_s: float, now_s: float) -> None:
+        """Raise or clear bad-measurement alarms without stepping the loops (the runner's
+        watchdog, when no new source time arrives: a silent plant must still alarm)."""
+        usable = self.table.usable(now_s, self.plan.stale_after_s)
+        for k, group in enumerate(self.plan.groups):
+            _, pv_ok = self._gather(group.pv_ids, usable)
+            self._alarms(k, group, t_s, pv_ok)
+
     def _gather(self, ids: npt.NDArray[np.intp], usable: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
         have = ids >= 0
         safe_ids = np.where(have, ids, 0)
