@@ -62,20 +62,33 @@ class IntegrationError(RuntimeError):
     """The step size collapsed (the model produced non-finite rates)."""
 
 
-def _solve(r: FloatArray, inv: FloatArray, gh: FloatArray, couplings: tuple[Coupling, ...]) -> FloatArray:
-    """Solve ``(I - gamma h W) k = r`` for lower-triangular W by forward substitution."""
-    k = r * inv
-    for i, j, jij in couplings:
-        k[i] += gh * jij * k[j] * inv[i]
-    return k
+def _solver(inv: FloatArray, gh: FloatArray, couplings: tuple[Coupling, ...]) -> Callable[[FloatArray], FloatArray]:
+    """In-place solve of ``(I - gamma h W) k = r`` for lower-triangular W by forward substitution.
+
+    The coupling factors are the same for the five solves of a step, so they are formed once.
+    """
+    factors = tuple((i, j, gh * jij * inv[i]) for i, j, jij in couplings)
+
+    def solve(r: FloatArray) -> FloatArray:
+        r *= inv
+        for i, j, c in factors:
+            r[i] += c * r[j]
+        return r
+
+    return solve
 
 
-def _wmul(hj: FloatArray, h: FloatArray, couplings: tuple[Coupling, ...], v: FloatArray) -> FloatArray:
-    """``h W v`` column-wise."""
-    out = hj * v
-    for i, j, jij in couplings:
-        out[i] += h * jij * v[j]
-    return out
+def _wmul_adder(hj: FloatArray, h: FloatArray, couplings: tuple[Coupling, ...]) -> Callable[[FloatArray, FloatArray], FloatArray]:
+    """``r += h W v`` column-wise, in place."""
+    factors = tuple((i, j, h * jij) for i, j, jij in couplings)
+
+    def add(r: FloatArray, v: FloatArray) -> FloatArray:
+        r += hj * v
+        for i, j, c in factors:
+            r[i] += c * v[j]
+        return r
+
+    return add
 
 
 def rosw_step(rhs: Rhs, y: FloatArray, h: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, FloatArray]:
@@ -104,22 +117,34 @@ def rosw_step(rhs: Rhs, y: FloatArray, h: FloatArray) -> tuple[FloatArray, Float
     f0, jdiag, cpl = rhs(y, True)
     assert jdiag is not None
     hj = h * jdiag
-    gh = _GAMMA * h
     inv = 1.0 / (1.0 - _GAMMA * hj)
-    k0 = _solve(h * f0, inv, gh, cpl)
+    solve = _solver(inv, _GAMMA * h, cpl)
+    add_wmul = _wmul_adder(hj, h, cpl)
+    k0 = solve(h * f0)
     f1 = rhs(y + _ALPHA[1, 0] * k0, False)[0]
-    k1 = _solve(h * f1 + _wmul(hj, h, cpl, _GAMMA_OFF[1, 0] * k0), inv, gh, cpl)
-    f2 = rhs(y + _ALPHA[2, 0] * k0 + _ALPHA[2, 1] * k1, False)[0]
-    k2 = _solve(h * f2 + _wmul(hj, h, cpl, _GAMMA_OFF[2, 0] * k0 + _GAMMA_OFF[2, 1] * k1), inv, gh, cpl)
+    k1 = solve(add_wmul(h * f1, _GAMMA_OFF[1, 0] * k0))
+    stage = _ALPHA[2, 0] * k0
+    stage += _ALPHA[2, 1] * k1
+    stage += y
+    f2 = rhs(stage, False)[0]
+    s2 = _GAMMA_OFF[2, 0] * k0
+    s2 += _GAMMA_OFF[2, 1] * k1
+    k2 = solve(add_wmul(h * f2, s2))
     f3 = rhs(y + k2, False)[0]  # alpha_3 = (0, 0, 1)
-    s3 = _GAMMA_OFF[3, 0] * k0 + _GAMMA_OFF[3, 1] * k1 + _GAMMA_OFF[3, 2] * k2
-    k3 = _solve(h * f3 + _wmul(hj, h, cpl, s3), inv, gh, cpl)
-    y_new = y + _B[0] * k0 + _B[1] * k1 + _B[2] * k2 + _B[3] * k3
+    s3 = _GAMMA_OFF[3, 0] * k0
+    s3 += _GAMMA_OFF[3, 1] * k1
+    s3 += _GAMMA_OFF[3, 2] * k2
+    k3 = solve(add_wmul(h * f3, s3))
+    y_new = _B[0] * k0
+    err = _B_ERR[0] * k0
+    for b, be, k in ((_B[1], _B_ERR[1], k1), (_B[2], _B_ERR[2], k2), (_B[3], _B_ERR[3], k3)):
+        y_new += b * k
+        err += be * k
+    y_new += y
     # Filtering the estimate through (I - gamma h W)^-1 (Shampine 1982; Hairer & Wanner IV.7)
     # stops the non-L-stable embedded solution from overstating the error of stiff,
     # quasi-steady components such as dissolved O2.
-    err = _solve(_B_ERR[0] * k0 + _B_ERR[1] * k1 + _B_ERR[2] * k2 + _B_ERR[3] * k3, inv, gh, cpl)
-    return y_new, err, f0, f3, hj
+    return y_new, solve(err), f0, f3, hj
 
 
 def integrate(
@@ -135,6 +160,7 @@ def integrate(
     t_out: FloatArray | None = None,
     out: FloatArray | None = None,
     record_rows: npt.NDArray[np.intp] | None = None,
+    restrict: Callable[[npt.NDArray[np.intp]], Rhs] | None = None,
 ) -> tuple[FloatArray, FloatArray, int]:
     """Advance every column of ``y`` by ``duration`` with per-column error control.
 
@@ -163,6 +189,12 @@ def integrate(
         (lane, time) pair writes one contiguous row.
     record_rows : ndarray of int, optional
         Which states to record (default all).
+    restrict : callable, optional
+        ``restrict(columns) -> rhs`` of just those columns (of the original ``y``). With it,
+        once at most half of the columns still run, the rest are dropped from the working
+        set instead of idling with ``h = 0``: the slowest reactors of a segment otherwise
+        keep the whole batch busy for their last steps. Columns never interact, so the
+        result is the same.
 
     Returns
     -------
@@ -174,6 +206,8 @@ def integrate(
     """
     y = np.array(y, dtype=np.float64, copy=True)
     n_lanes = y.shape[1]
+    y_end, h_end = np.empty_like(y), np.empty(n_lanes)
+    lanes = np.arange(n_lanes)  # the original columns in the working set
     remaining = np.full(n_lanes, float(duration))
     h_prop = np.minimum(np.asarray(h, dtype=np.float64).copy(), h_max)
     # Tolerance of "arrived": relative to duration, so float round-off cannot leave a
@@ -185,14 +219,23 @@ def integrate(
         assert out is not None and t_out is not None
         t_out_arr = np.asarray(t_out, dtype=np.float64)
         next_out = np.zeros(n_lanes, dtype=np.intp)
-        lanes = np.arange(n_lanes)
         rows = np.arange(y.shape[0]) if record_rows is None else np.asarray(record_rows, dtype=np.intp)
         y_prev = y[rows].copy()  # the point one accepted step back, for stiff components
         h_prev = np.zeros(n_lanes)
+        n_rec = rows.size
+        coef = np.empty((4, n_lanes, n_rec))
     while True:
         active = remaining > eps
-        if not active.any():
-            return y, h_prop, n_iter
+        n_active = int(np.count_nonzero(active))
+        if n_active == 0 or (restrict is not None and 2 * n_active <= lanes.size):
+            y_end[:, lanes], h_end[lanes] = y, h_prop
+            if n_active == 0:
+                return y_end, h_end, n_iter
+            keep = np.flatnonzero(active)
+            lanes, y, remaining, h_prop, active = lanes[keep], y[:, keep], remaining[keep], h_prop[keep], active[keep]
+            rhs = restrict(lanes)
+            if n_out:
+                next_out, y_prev, h_prev, coef = next_out[keep], y_prev[:, keep], h_prev[keep], coef[:, : keep.size]
         n_iter += 1
         if n_iter > max_steps:
             raise IntegrationError(f"more than {max_steps} steps")
@@ -224,17 +267,29 @@ def integrate(
             counts = upto - next_out
             total = int(counts.sum())
             if total:
-                lane_of = np.repeat(lanes, counts)
-                first = np.cumsum(counts) - counts
-                k_out = next_out[lane_of] + (np.arange(total) - first[lane_of])
-                hl = h_try[lane_of]
-                theta = np.clip((t_out_arr[k_out] - t0_lane[lane_of]) / np.where(hl > 0, hl, 1.0), 0.0, 1.0)[:, None]
-                # Cubic Hermite as a polynomial in theta; coefficients laid out per reactor
-                # (contiguous rows) so one row gather serves every pair.
+                pos_of = np.repeat(np.arange(lanes.size), counts)  # in the working set
+                k_out = np.arange(total) + np.repeat(next_out - (np.cumsum(counts) - counts), counts)
+                theta = np.clip((t_out_arr[k_out] - np.repeat(t0_lane, counts)) / np.repeat(h_safe, counts), 0.0, 1.0)
+                # Cubic Hermite as a polynomial in theta, coefficients (y0, h f0, c2, c3) in
+                # (coefficient, lane, state) so one gather yields contiguous (pair, state)
+                # blocks and Horner runs on flat arrays (a (pair, 1) broadcast over 8-long
+                # rows costs several times more).
                 hs, he = h_try * fs, h_try * fe
                 dy = y1r - y0r
-                coef = np.stack((y0r.T, hs.T, (3.0 * dy - 2.0 * hs - he).T, (hs + he - 2.0 * dy).T))[:, lane_of]
-                out[k_out, lane_of] = coef[0] + theta * (coef[1] + theta * (coef[2] + theta * coef[3]))
+                coef[0] = y0r.T
+                coef[1] = hs.T
+                coef[2] = (3.0 * dy - 2.0 * hs - he).T
+                coef[3] = (hs + he - 2.0 * dy).T
+                c = coef.take(pos_of, axis=1)
+                th = np.repeat(theta, n_rec).reshape(total, n_rec)
+                v = c[3]
+                v *= th
+                v += c[2]
+                v *= th
+                v += c[1]
+                v *= th
+                v += c[0]
+                out[k_out, lanes[pos_of]] = v
                 next_out = upto
         y = np.where(accept, y_new, y)
         remaining = np.where(accept, np.where(last, 0.0, remaining - h_try), remaining)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from simulators.process.inputs import Inputs
+from simulators.process.inputs import Inputs, take
 from simulators.process.integrate import integrate
 from simulators.process.model import ProcessModel
 from simulators.process.vessel import VesselParams
@@ -71,10 +71,24 @@ def simulate(
         raise ValueError("segments must start at 0 and be strictly increasing")
     t_end = float(t_out[-1])
     rows = tuple(range(len(model.states))) if record is None else tuple(model.states.index(r) for r in record)
-    out = np.empty((t_out.size, y.shape[1], len(rows)))
+    # Reactor-major storage: a step of one reactor covers consecutive grid points, so its
+    # records land in one contiguous block; integrate() writes through a (time, reactor,
+    # state) view.
+    store = np.empty((y.shape[1], t_out.size, len(rows)))
+    # Touching the pages once, in order, is cheaper than faulting them in from the scattered
+    # writes, and leaves any grid point the integrator missed visible as NaN.
+    store.fill(np.nan)
+    out = store.transpose(1, 0, 2)
     h = np.full(y.shape[1], 10.0 / 3600.0)
     steps = 0
     feed_total_row = model.vessel_row + 5
+    # Dropping finished reactors from the working set needs every per-reactor input and
+    # kinetic parameter to be one value per reactor (or shared).
+    n_reactors = y.shape[1]
+    per_reactor = hasattr(kinetics, "take") and all(
+        np.ndim(v) == 0 or np.shape(v) == (n_reactors,)
+        for v in [*vars(kinetics).values(), *(w for seg in segments for w in vars(seg.inputs).values())]
+    )
     for i, seg in enumerate(segments):
         a = seg.start_s
         b = min(segments[i + 1].start_s if i + 1 < len(segments) else t_end, t_end)
@@ -89,6 +103,11 @@ def simulate(
         sel = (t_out > a) & (t_out <= b)
         lo = int(np.argmax(sel)) if sel.any() else 0
         n_sel = int(sel.sum())
+
+        def restrict(lanes: npt.NDArray[np.intp], u: Inputs = u) -> Any:
+            u_sub, k_sub = take(u, lanes), kinetics.take(lanes)
+            return lambda yy, jac: model.rhs(yy, u_sub, k_sub, vessel_params, jac)
+
         y, h, n = integrate(
             lambda yy, jac, u=u: model.rhs(yy, u, kinetics, vessel_params, jac),
             y,
@@ -100,6 +119,7 @@ def simulate(
             t_out=(t_out[sel] - a) / 3600.0 if n_sel else None,
             out=out[lo : lo + n_sel] if n_sel else None,  # a view: written in place
             record_rows=np.asarray(rows, dtype=np.intp),
+            restrict=restrict if per_reactor else None,
         )
         steps += n
-    return Trajectory(t_out, out.transpose(0, 2, 1), rows, steps, y)
+    return Trajectory(t_out, store.transpose(1, 2, 0), rows, steps, y)
