@@ -18,12 +18,16 @@ them. Every signal is an ``AnalogItemType`` variable with ``EURange`` and
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import numpy as np
+import numpy.typing as npt
 from asyncua import Server, ua
+from asyncua.server.address_space import AttributeValue
 
 from simulators.plant import Plant, Readings, Signal
 from simulators.opcua.units import eu_information
@@ -31,6 +35,8 @@ from simulators.opcua.units import eu_information
 NAMESPACE_URI = "urn:fermentry:simulator"
 NS = 2  # registered first, so the index is stable and users may hard-code ns=2
 FOLDER_OF_KIND = {"measurement": "Sensors", "actuator": "Actuators", "setpoint": "Setpoints"}
+
+_log = logging.getLogger(__name__)
 
 
 def signal_nodeid(reactor: str, signal: str) -> ua.NodeId:
@@ -80,6 +86,7 @@ class AddressSpace:
     sim_process_time_s: ua.NodeId
     sim_speed: ua.NodeId
     bindings: dict[ua.NodeId, TagBinding]
+    publisher: _Publisher | None = None  # built by the first publish()
 
 
 def _object(nodeid: ua.NodeId, parent: ua.NodeId, name: str, description: str,
@@ -201,6 +208,93 @@ async def build_address_space(server: Server, reactors: Sequence[ReactorRef]) ->
     return AddressSpace(spaces, sim_time, sim_speed, bindings)
 
 
+@dataclass
+class _Column:
+    """One signal of one plant across the reactors an endpoint serves, and what it last published.
+
+    ``status`` is -1 until the first publish, so the first snapshot writes every node.
+    """
+
+    plant: Plant
+    name: str
+    rows: npt.NDArray[np.intp]  # plant row of each binding
+    bindings: list[TagBinding]
+    attvals: list[AttributeValue]  # the nodes' Value attributes, written directly
+    value: npt.NDArray[np.float64]  # last published value, NaN when Bad
+    status: npt.NDArray[np.int64]
+    ever_good: npt.NDArray[np.bool_]  # distinguishes "no data yet" from "sensor failed"
+
+
+@dataclass
+class _BatchInfo:
+    nodes: ReactorNodes
+    batch_id: AttributeValue
+    phase: AttributeValue
+    process_time_s: AttributeValue
+    last_batch_id: str | None = None
+    last_phase: str | None = None
+
+
+@dataclass
+class _Publisher:
+    """Per-endpoint publishing state: columns of signals and the batch info nodes."""
+
+    columns: list[_Column]
+    batch_info: list[_BatchInfo]
+    sim_process_time_s: AttributeValue
+    sim_speed: AttributeValue
+    slot_of: dict[ua.NodeId, tuple[_Column, int]]  # where each signal node's state lives
+    last_speed: float | None = None
+
+
+_GOOD = ua.StatusCodes.Good
+_BAD_SENSOR_FAILURE = ua.StatusCodes.BadSensorFailure
+_BAD_WAITING = ua.StatusCodes.BadWaitingForInitialData
+# shared, never mutated (asyncua keeps references to published DataValues, see server.py)
+_STATUS = {code: ua.StatusCode(code) for code in (_GOOD, _BAD_SENSOR_FAILURE, _BAD_WAITING)}
+_NULL = ua.Variant(None, ua.VariantType.Null)
+_DOUBLE, _STRING = ua.VariantType.Double, ua.VariantType.String
+
+
+def _value_attribute(server: Server, nodeid: ua.NodeId) -> AttributeValue:
+    return server.iserver.aspace._nodes[nodeid].attributes[ua.AttributeIds.Value]
+
+
+def _make_publisher(server: Server, space: AddressSpace) -> _Publisher:
+    by_column: dict[tuple[int, str], list[TagBinding]] = {}
+    for nodes in space.reactors:
+        for binding in nodes.signals:
+            by_column.setdefault((id(nodes.reactor.plant), binding.signal.name), []).append(binding)
+    columns = []
+    for bindings in by_column.values():
+        n = len(bindings)
+        columns.append(_Column(
+            bindings[0].reactor.plant, bindings[0].signal.name,
+            np.array([b.reactor.index for b in bindings], dtype=np.intp), bindings,
+            [_value_attribute(server, b.nodeid) for b in bindings],
+            np.full(n, math.nan), np.full(n, -1, dtype=np.int64),
+            np.array([b.ever_good for b in bindings], dtype=bool)))
+    batch_info = [_BatchInfo(nodes, _value_attribute(server, nodes.batch_id), _value_attribute(server, nodes.phase),
+                             _value_attribute(server, nodes.process_time_s)) for nodes in space.reactors]
+    slot_of = {b.nodeid: (col, i) for col in columns for i, b in enumerate(col.bindings)}
+    return _Publisher(columns, batch_info, _value_attribute(server, space.sim_process_time_s),
+                      _value_attribute(server, space.sim_speed), slot_of)
+
+
+async def _store(attval: AttributeValue, dv: ua.DataValue) -> None:
+    """What ``AddressSpace.write_attribute_value`` does for our nodes, minus its lookups and
+    type checks: our values always have the node's type (Double, String) or are Bad and Null."""
+    attval.value = dv
+    attval.value_callback = None
+    callbacks = attval.datachange_callbacks
+    if callbacks:
+        for handle, callback in list(callbacks.items()):
+            try:
+                await callback(handle, dv)
+            except Exception:  # as asyncua does: one broken subscription must not stop the clock
+                _log.exception("datachange callback %s failed", handle)
+
+
 async def publish(server: Server, space: AddressSpace, readings_by_plant: dict[int, Readings],
                   start_time: datetime, speed: float) -> None:
     """Write one snapshot into the address space (which notifies subscriptions).
@@ -208,45 +302,83 @@ async def publish(server: Server, space: AddressSpace, readings_by_plant: dict[i
     ``readings_by_plant`` maps ``id(plant)`` to that plant's :meth:`Plant.read`. Source
     timestamps are ``start_time + sample time``: the moment the sensor took the value in
     process time (late for at-line analytes); the server timestamp is wall time.
+
+    Only signals whose value or status changed are written: asyncua would not notify the
+    others anyway (DataChangeTrigger StatusValue), writing them cost most of a tick, and a
+    subscriber learns they are current from every publish response or keep-alive. Their
+    nodes keep the timestamps of their last change, as Part 4 7.7.3 suggests for
+    SourceTimestamp. A status change (a sensor failing or recovering) is always written.
     """
+    if space.publisher is None:
+        space.publisher = _make_publisher(server, space)
+    state = space.publisher
     now = datetime.now(start_time.tzinfo)
+    stamps: dict[float, datetime] = {}
+
+    def source(t: float) -> datetime:
+        stamp = stamps.get(t)
+        if stamp is None:
+            stamp = stamps[t] = start_time + timedelta(seconds=t)
+        return stamp
+
+    for col in state.columns:
+        readings = readings_by_plant[id(col.plant)]
+        values = readings.values.get(col.name)
+        if values is None:  # a plant may not echo demands back; the last write stands
+            continue
+        v = np.asarray(values, dtype=np.float64)[col.rows]
+        good = np.isfinite(v)
+        good_arr = readings.good.get(col.name)
+        if good_arr is not None:
+            good &= good_arr[col.rows]
+        col.ever_good |= good
+        status = np.where(good, _GOOD, np.where(col.ever_good, _BAD_SENSOR_FAILURE, _BAD_WAITING))
+        changed = np.flatnonzero((status != col.status) | (good & (v != col.value)))
+        if changed.size == 0:
+            continue
+        sample_t = readings.sample_time_s.get(col.name)
+        t_list = (np.asarray(sample_t, dtype=np.float64)[col.rows] if sample_t is not None
+                  else np.full(len(col.rows), readings.time_s)).tolist()
+        v_list, status_list, good_list = v.tolist(), status.tolist(), good.tolist()
+        attvals, bindings = col.attvals, col.bindings
+        for i in changed.tolist():
+            t = t_list[i]
+            ok = good_list[i]
+            if ok:
+                bindings[i].ever_good = True
+            await _store(attvals[i], ua.DataValue(
+                ua.Variant(v_list[i], _DOUBLE) if ok else _NULL, StatusCode=_STATUS[status_list[i]],
+                SourceTimestamp=source(t if math.isfinite(t) else readings.time_s), ServerTimestamp=now))
+        col.value[changed] = np.where(good[changed], v[changed], math.nan)
+        col.status[changed] = status[changed]
+
     any_time_s = 0.0
-    for nodes in space.reactors:
-        ref = nodes.reactor
-        readings = readings_by_plant[id(ref.plant)]
-        any_time_s = readings.time_s
-        stamp = start_time + timedelta(seconds=readings.time_s)
-        for binding in nodes.signals:
-            name = binding.signal.name
-            values = readings.values.get(name)
-            if values is None:  # a plant may not echo demands back; the last write stands
-                continue
-            value = float(values[ref.index])
-            good_arr = readings.good.get(name)
-            good = bool(good_arr[ref.index]) if good_arr is not None else math.isfinite(value)
-            good = good and math.isfinite(value)
-            sample_t = readings.sample_time_s.get(name)
-            t = float(sample_t[ref.index]) if sample_t is not None else readings.time_s
-            if good:
-                binding.ever_good = True
-                status = ua.StatusCode(ua.StatusCodes.Good)
-            elif binding.ever_good:
-                status = ua.StatusCode(ua.StatusCodes.BadSensorFailure)
-            else:
-                status = ua.StatusCode(ua.StatusCodes.BadWaitingForInitialData)
-            source = start_time + timedelta(seconds=t) if math.isfinite(t) else stamp
-            await server.write_attribute_value(binding.nodeid, ua.DataValue(
-                ua.Variant(value if good else None, ua.VariantType.Double if good else ua.VariantType.Null),
-                StatusCode=status, SourceTimestamp=source, ServerTimestamp=now))
-        batch_ids, phases = ref.plant.batch_ids, ref.plant.phases
-        for nid, variant in (
-            (nodes.batch_id, ua.Variant(str(batch_ids[ref.index]), ua.VariantType.String)),
-            (nodes.phase, ua.Variant(str(phases[ref.index]), ua.VariantType.String)),
-            (nodes.process_time_s, ua.Variant(float(readings.time_s), ua.VariantType.Double)),
-        ):
-            await server.write_attribute_value(nid, ua.DataValue(variant, SourceTimestamp=stamp, ServerTimestamp=now))
-    stamp = start_time + timedelta(seconds=any_time_s)
-    await server.write_attribute_value(space.sim_process_time_s, ua.DataValue(
-        ua.Variant(float(any_time_s), ua.VariantType.Double), SourceTimestamp=stamp, ServerTimestamp=now))
-    await server.write_attribute_value(space.sim_speed, ua.DataValue(
-        ua.Variant(float(speed), ua.VariantType.Double), SourceTimestamp=stamp, ServerTimestamp=now))
+    for info in state.batch_info:
+        ref = info.nodes.reactor
+        any_time_s = readings_by_plant[id(ref.plant)].time_s
+        stamp = source(any_time_s)
+        batch_id, phase = str(ref.plant.batch_ids[ref.index]), str(ref.plant.phases[ref.index])
+        if batch_id != info.last_batch_id:
+            info.last_batch_id = batch_id
+            await _store(info.batch_id, ua.DataValue(ua.Variant(batch_id, _STRING),
+                                                     SourceTimestamp=stamp, ServerTimestamp=now))
+        if phase != info.last_phase:
+            info.last_phase = phase
+            await _store(info.phase, ua.DataValue(ua.Variant(phase, _STRING), SourceTimestamp=stamp, ServerTimestamp=now))
+        await _store(info.process_time_s, ua.DataValue(ua.Variant(float(any_time_s), _DOUBLE),
+                                                       SourceTimestamp=stamp, ServerTimestamp=now))
+    stamp = source(any_time_s)
+    await _store(state.sim_process_time_s, ua.DataValue(
+        ua.Variant(float(any_time_s), _DOUBLE), SourceTimestamp=stamp, ServerTimestamp=now))
+    if speed != state.last_speed:
+        state.last_speed = speed
+        await _store(state.sim_speed, ua.DataValue(
+            ua.Variant(float(speed), _DOUBLE), SourceTimestamp=stamp, ServerTimestamp=now))
+
+
+def invalidate(space: AddressSpace, binding: TagBinding) -> None:
+    """Forget what was published for ``binding``: a client wrote its node, so the next
+    publish writes the plant's value again even if the plant did not change it."""
+    if space.publisher is not None:
+        col, i = space.publisher.slot_of[binding.nodeid]
+        col.status[i] = -1
