@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
+from collections.abc import Callable
 
 
 class ProcessClock:
@@ -21,12 +23,15 @@ class ProcessClock:
     ----------
     period_s : float
         Control period, seconds of process time (> 0).
+    clock : callable
+        Monotonic wall clock (s) that stamps when a grid point became due (``due_at``),
+        so the service can measure its own latency from there to the outputs written.
 
     Acquisition calls :meth:`observe` with each source timestamp (cheap: one compare);
     the scan task awaits :meth:`next_tick`.
     """
 
-    def __init__(self, period_s: float) -> None:
+    def __init__(self, period_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         if not (period_s > 0 and math.isfinite(period_s)):
             raise ValueError(f"control period must be a positive number of seconds, got {period_s!r}")
         self.period_s = period_s
@@ -34,6 +39,9 @@ class ProcessClock:
         self._next_due_s = math.inf
         self._last_tick_s: float | None = None
         self._due = asyncio.Event()
+        self._clock = clock
+        #: monotonic time the sample that crossed the latest grid point arrived
+        self.due_at = math.nan
 
     def observe(self, source_time_s: float) -> None:
         """Advance the clock to ``source_time_s`` if it is later (never backwards)."""
@@ -42,7 +50,8 @@ class ProcessClock:
             if self._next_due_s == math.inf:
                 # First observation: the first scan is at the next grid point.
                 self._next_due_s = (math.floor(source_time_s / self.period_s) + 1) * self.period_s
-            elif source_time_s >= self._next_due_s:
+            elif source_time_s >= self._next_due_s and not self._due.is_set():
+                self.due_at = self._clock()
                 self._due.set()
 
     async def next_tick(self, timeout_s: float | None = None) -> tuple[float, float] | None:

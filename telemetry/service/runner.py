@@ -66,6 +66,7 @@ class ServiceStats:
     events: int = 0
     last_scan_wall_s: float = 0.0
     scan_latency_s: list[float] = field(default_factory=list)  # source time of newest pv -> outputs written (wall)
+    service_latency_s: list[float] = field(default_factory=list)  # sample that made the scan due arrived -> written
 
 
 class Service:
@@ -92,7 +93,7 @@ class Service:
         self.write_mode = write_mode or cfg.service.write_mode
         self.plan: ServicePlan = build_plan(cfg, env=self.env)
         self.clock = clock
-        self.process_clock = ProcessClock(cfg.service.control_period_s)
+        self.process_clock = ProcessClock(cfg.service.control_period_s, clock=clock)
         self.samples = _ClockedSamples(self.process_clock)
         self.batch_of: dict[str, str] = dict(self.plan.batch_ids)
         self.stats = ServiceStats()
@@ -271,6 +272,7 @@ class Service:
         # Newest source timestamp -> outputs written: a real latency only when the source
         # clock is wall time (a plant, or a simulator at 1x).
         self.stats.scan_latency_s.append(time.time() - self.process_clock.now_s)
+        self.stats.service_latency_s.append(self.clock() - self.process_clock.due_at)
         self._record()
         self.stats.last_scan_wall_s = time.time()
         if self.on_scan is not None:

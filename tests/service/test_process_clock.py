@@ -48,3 +48,15 @@ async def test_waiter_wakes_when_grid_point_is_crossed() -> None:
 def test_bad_period_is_refused(period: float) -> None:
     with pytest.raises(ValueError, match="control period"):
         ProcessClock(period)
+
+
+async def test_due_at_stamps_the_arrival_of_the_sample_that_crossed_the_grid() -> None:
+    wall = iter([10.0, 20.0, 30.0])
+    clock = ProcessClock(period_s=5.0, clock=lambda: next(wall))
+    clock.observe(1.0)  # first observation: nothing due yet, the clock is not read
+    clock.observe(6.0)  # crosses 5.0 -> stamped 10.0
+    clock.observe(7.0)  # still due, not re-stamped
+    assert clock.due_at == 10.0
+    assert await clock.next_tick(timeout_s=0) == (5.0, 0.0)
+    clock.observe(11.0)  # crosses 10.0 -> stamped 20.0
+    assert clock.due_at == 20.0
