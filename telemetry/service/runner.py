@@ -35,6 +35,7 @@ from telemetry.config import ServiceConfig
 from telemetry.errors import ConfigError, SinkError
 from telemetry.process_clock import ProcessClock
 from telemetry.service.plan import ServicePlan, build_plan
+from telemetry.service.readback import ReadbackCheck
 from telemetry.service.recorder import Recorder
 from telemetry.service.scan import ControlScan
 from telemetry.sinks import Forwarder, make_influx_sink
@@ -109,10 +110,13 @@ class Service:
             for spec in self.plan.endpoints
         }
         self.actuators = {
+            # verify=False: the read-back comes through the subscription (ReadbackCheck), which
+            # saves a Read round trip per scan on the control path.
             name: Actuator(self.supervisors[name], outputs, mode=self.write_mode,  # type: ignore[arg-type]
-                           name=f"actuator[{name}]")
+                           verify=False, name=f"actuator[{name}]")
             for name, outputs in self.plan.outputs.items() if outputs
         }
+        self.readback = ReadbackCheck(self.plan.table, 2.0 * self.plan.stale_after_s)
         self.forwarders: list[Forwarder] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -265,7 +269,19 @@ class Service:
             t_s, dt_s = tick
             await self._scan_once(t_s, dt_s if dt_s > 0 else period)
 
+    def _check_readback(self, t_s: float) -> None:
+        new, cleared = self.readback.check(self.clock())
+        names = self.plan.table.names
+        for tag, written, actual in new:
+            self.stats.write_failures += 1
+            self._event(t_s, self.plan.tag_reactor[tag], "readback_mismatch", "alarm",
+                        f"{names[tag]}: wrote {written:g}, the server reports {actual:g}")
+        for tag in cleared:
+            self._event(t_s, self.plan.tag_reactor[tag], "readback_mismatch", "cleared",
+                        f"{names[tag]}: the server reports the written value again")
+
     async def _scan_once(self, t_s: float, dt_s: float) -> None:
+        self._check_readback(t_s)
         out = self.scan.step(t_s, dt_s, self.clock(), self.batch_of)
         await self._write(out.requests, t_s)
         self.stats.scans += 1
@@ -314,9 +330,13 @@ class Service:
             return
         names = list(by_endpoint)
         results = await asyncio.gather(*(self.actuators[ep].write(by_endpoint[ep], t_s) for ep in names))
+        now = self.clock()
+        index = self.plan.table.index
         for ep, res in zip(names, results):
             for key, r in res.items():
                 self.stats.writes += 1
+                if r.action == "written" and r.ok and key in index:
+                    self.readback.expect(index[key], r.value, now)
                 if not r.ok and r.action != "not_connected":
                     self.stats.write_failures += 1
                     reactor = key.split(".", 1)[0]
