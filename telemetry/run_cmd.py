@@ -23,11 +23,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace) -> int:
+    from telemetry.config import apply_overrides, load_config
     from telemetry.errors import ConfigError
-    from telemetry.service.runner import Service, load_or_exit
+    from telemetry.service.runner import Service
 
     try:
-        cfg = load_or_exit(args.config, influx_url=args.influx_url, influx_bucket=args.influx_bucket)
+        cfg = load_config(args.config)
+        if args.influx_url is not None or args.influx_bucket is not None:
+            cfg = apply_overrides(cfg, influx_url=args.influx_url, influx_bucket=args.influx_bucket)
         service = Service(cfg, write_mode="shadow" if args.shadow else None)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)

@@ -32,7 +32,7 @@ from telemetry.acquisition import (
 )
 from telemetry.acquisition.events import AcquisitionEvent
 from telemetry.config import ServiceConfig
-from telemetry.errors import ConfigError, SinkError
+from telemetry.errors import SinkError
 from telemetry.process_clock import ProcessClock
 from telemetry.service.plan import ServicePlan, build_plan
 from telemetry.service.readback import ReadbackCheck
@@ -377,14 +377,4 @@ async def _node_id(client: object, text: str) -> ua.NodeId:
     return ua.NodeId.from_string(text)
 
 
-def load_or_exit(path: str, **overrides: str | None) -> ServiceConfig:
-    """Load and validate a config, applying CLI overrides; raises ConfigError with the full report."""
-    from telemetry.config import apply_overrides, load_config
-
-    cfg = load_config(path)
-    if any(v is not None for v in overrides.values()):
-        cfg = apply_overrides(cfg, **overrides)
-    return cfg
-
-
-__all__ = ["ConfigError", "Service", "ServiceStats", "load_or_exit"]
+__all__ = ["Service", "ServiceStats"]
