@@ -24,13 +24,17 @@ Behaviour, as a fed-batch operator expects it:
   exhaust filter, whereas a carbon-limited culture tolerates a short feed pause. Feeds without
   a volume limit ignore the volume reading (except an exponential feed latching ``V0``).
 
+A bank's state survives a service restart through :meth:`FeedBank.snapshot` (plain JSON data)
+and :meth:`FeedBank.restore`: a feed started by a one-off event (an OUR drop) resumes with its
+``t0``, ``X0``, ``V0`` and totaliser instead of waiting for an event that will not come again.
+
 No I/O, clock or logging: ``t_s``/``dt_s`` and arrays come in, arrays and events come out.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -366,7 +370,8 @@ class FeedEvent(NamedTuple):
     reactor: int
     feed: str
     kind: str
-    """``feed_started``, ``feed_waiting``, ``feed_stopped``, ``feed_held``, ``feed_resumed``."""
+    """``feed_started``, ``feed_waiting``, ``feed_stopped``, ``feed_held``, ``feed_resumed``,
+    ``feed_restored`` (by :meth:`FeedBank.restore`)."""
     message: str
 
 
@@ -404,6 +409,22 @@ _IMMEDIATE, _TIME, _DO_SPIKE, _GLUCOSE, _OUR_DROP = 0, 1, 2, 3, 4
 _TRIGGER_LABEL = {_IMMEDIATE: "immediately", _TIME: "time", _DO_SPIKE: "DO spike", _GLUCOSE: "glucose",
                   _OUR_DROP: "OUR drop"}
 _RUNNING, _STOP_VOLUME, _STOP_TOTAL, _STOP_DURATION = 0, 1, 2, 3
+
+#: Bumped when :meth:`FeedBank.snapshot`'s layout changes; :meth:`FeedBank.restore` refuses others.
+_SNAPSHOT_VERSION = 1
+#: Per-row float fields of :class:`FeedState` that a snapshot carries (besides the totaliser's).
+_FLOAT_STATE = ("t0_s", "x0_g_per_l", "v0_l", "last_good_volume_l", "last_good_biomass", "pulse_end_s",
+                "next_pulse_s")
+
+
+def _enc(x: float) -> float | str:
+    """A float for JSON: non-finite values as ``"nan"``, ``"inf"``, ``"-inf"``."""
+    x = float(x)
+    return x if math.isfinite(x) else str(x)
+
+
+def _dec(x: object) -> float:
+    return float(x)  # type: ignore[arg-type]  # float("nan"/"inf"/"-inf") parses _enc's strings
 
 
 @dataclass
@@ -609,6 +630,128 @@ class FeedBank:
             held=np.zeros(n, bool), stop=np.zeros(n, np.int8), pulse_end_s=nan(), next_pulse_s=np.full(n, -np.inf),
             do_bucket_min_pct=np.full((k, _DO_BUCKETS), np.inf),
             do_bucket_id=np.full((k, _DO_BUCKETS), np.iinfo(np.int64).min, np.int64), totaliser=totaliser)
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, object]:
+        """Everything :meth:`step` needs to continue each row exactly, as plain JSON data.
+
+        Returns
+        -------
+        dict
+            ``{"version": 1, "rows": [...]}``, one row per (feed, reactor) with ``feed``,
+            ``reactor`` (index), ``law`` (label) and the row's state. Non-finite floats are
+            written as the strings ``"nan"``, ``"inf"``, ``"-inf"`` (JSON has no NaN), so
+            ``json.dumps(..., allow_nan=False)`` accepts the result. The last step's result
+            (:attr:`FeedState.last`, only used when ``dt_s`` is invalid) is not included.
+        """
+        st = self.state
+        do_pos = {int(i): k for k, i in enumerate(self._do_spike_rows)}
+        our_pos = {int(i): k for k, i in enumerate(self._our_rows)}
+        rows: list[dict[str, object]] = []
+        for i, inst in enumerate(self.instances):
+            row: dict[str, object] = {"feed": inst.name, "reactor": inst.reactor, "law": self._label[i],
+                                      "triggered": bool(st.triggered[i]), "started": bool(st.started[i]),
+                                      "waiting": bool(st.waiting[i]), "held": bool(st.held[i]),
+                                      "stop": int(st.stop[i]),
+                                      "total_l": _enc(st.totaliser.total_l[i]),
+                                      "pump_rate_l_per_h": _enc(st.totaliser.rate_l_per_h[i])}
+            row.update({name: _enc(getattr(st, name)[i]) for name in _FLOAT_STATE})
+            if i in do_pos:
+                k = do_pos[i]
+                row["do_bucket_min_pct"] = [_enc(x) for x in st.do_bucket_min_pct[k]]
+                row["do_bucket_id"] = [int(x) for x in st.do_bucket_id[k]]
+            if i in our_pos:
+                row["our_max_mmol_per_l_h"] = _enc(self._our_max[our_pos[i]])
+                row["our_low_since_s"] = _enc(self._our_low_since[our_pos[i]])
+            rows.append(row)
+        return {"version": _SNAPSHOT_VERSION, "rows": rows}
+
+    def restore(self, snapshot: Mapping[str, object], *,
+                rows_ok: Callable[[str, int], bool] | npt.ArrayLike | None = None,
+                t_s: float | None = None) -> list[FeedEvent]:
+        """Continue from a :meth:`snapshot`: copy the state of matching rows into this bank.
+
+        A saved row is restored into the bank row with the same feed name, reactor index and
+        feed law (a feed whose law changed starts afresh: an exponential feed given a linear
+        feed's state would run without V0/X0). Bank rows without a saved row, or refused by
+        ``rows_ok``, keep their state. Call it before the first :meth:`step` of a restarted
+        service; trigger parameters and limits are the bank's own (the config may have changed).
+
+        Parameters
+        ----------
+        snapshot : mapping
+            What :meth:`snapshot` returned (possibly of another bank, through JSON).
+        rows_ok : callable ``(feed, reactor) -> bool`` or bool array (n_rows,), optional
+            Which bank rows may be restored (default all); the caller decides, e.g. only
+            reactors still running the batch the snapshot was taken in.
+        t_s : float, optional
+            Process time now, s; only for the messages ("started 5.2 h ago").
+
+        Returns
+        -------
+        list of FeedEvent
+            One ``feed_restored`` event per restored row, saying what continues.
+
+        Raises
+        ------
+        ValueError
+            An unknown snapshot version or a malformed row.
+        """
+        _check(snapshot.get("version") == _SNAPSHOT_VERSION,
+               f"feed snapshot version {snapshot.get('version')!r}, expected {_SNAPSHOT_VERSION}")
+        n = len(self.instances)
+        if rows_ok is None:
+            allowed = np.ones(n, bool)
+        elif callable(rows_ok):
+            allowed = np.array([bool(rows_ok(inst.name, inst.reactor)) for inst in self.instances], bool)
+        else:
+            allowed = np.asarray(rows_ok, bool)
+            _check(allowed.shape == (n,), f"rows_ok: shape {allowed.shape}, expected ({n},)")
+        index = {(inst.name, inst.reactor, self._label[i]): i for i, inst in enumerate(self.instances)}
+        do_pos = {int(i): k for k, i in enumerate(self._do_spike_rows)}
+        our_pos = {int(i): k for k, i in enumerate(self._our_rows)}
+        st = self.state
+        events: list[FeedEvent] = []
+        for row in snapshot.get("rows", []):  # type: ignore[attr-defined]
+            i = index.get((row["feed"], row["reactor"], row["law"]))
+            if i is None or not allowed[i]:
+                continue
+            try:  # parse the whole row before writing any of it
+                flags = {name: bool(row[name]) for name in ("triggered", "started", "waiting", "held")}
+                floats = {name: _dec(row[name]) for name in _FLOAT_STATE}
+                stop, total, pump = int(row["stop"]), _dec(row["total_l"]), _dec(row["pump_rate_l_per_h"])
+                do = ((np.array([_dec(x) for x in row["do_bucket_min_pct"]]),
+                       np.array([int(x) for x in row["do_bucket_id"]], np.int64))
+                      if i in do_pos and "do_bucket_id" in row else None)
+                _check(do is None or do[0].shape == do[1].shape == (_DO_BUCKETS,), "DO window has the wrong size")
+                our = ((_dec(row["our_max_mmol_per_l_h"]), _dec(row["our_low_since_s"]))
+                       if i in our_pos and "our_max_mmol_per_l_h" in row else None)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"feed snapshot row {row.get('feed')!r}/{row.get('reactor')!r}: {exc!r}") from exc
+            for name, flag in flags.items():
+                getattr(st, name)[i] = flag
+            for name, x in floats.items():
+                getattr(st, name)[i] = x
+            st.stop[i] = stop
+            st.totaliser.total_l[i], st.totaliser.rate_l_per_h[i] = total, pump
+            if do is not None:
+                st.do_bucket_min_pct[do_pos[i]], st.do_bucket_id[do_pos[i]] = do
+            if our is not None:
+                self._our_max[our_pos[i]], self._our_low_since[our_pos[i]] = our
+            events.append(FeedEvent(int(self._reactor[i]), self._name[i], "feed_restored", self._restored_text(i, t_s)))
+        st.last = None
+        return events
+
+    def _restored_text(self, i: int, t_s: float | None) -> str:
+        st = self.state
+        fed = f"{st.totaliser.total_l[i]:.3g} L fed"
+        if not st.started[i]:
+            what = "waiting for V0/X0" if st.waiting[i] else "not started yet, trigger watch"
+            return f"{self._label[i]} feed state restored: {what}, {fed}"
+        since = "" if t_s is None else f" {(t_s - st.t0_s[i]) / 3600.0:.1f} h ago"
+        verb = "resumed" if st.stop[i] == _RUNNING else "restored (stopped)"
+        return f"{self._label[i]} feed {verb}: started{since}, {fed}"
 
     # -- step --------------------------------------------------------------------------------
 

@@ -21,6 +21,9 @@ unless the caller passes ``drop_unforwarded=True``; then they are deleted, count
 ``dropped_unforwarded`` counter and logged as a warning. Lines a sink refused for good go to the
 dead-letter table with the reason, and count as acknowledged for that sink.
 
+A small key-value table (:meth:`Store.put_state`, :meth:`Store.get_state`) keeps the service's
+own state across restarts, such as the feed strategies' (a started feed must resume).
+
 Thread safety: one connection behind a lock; every method may be called from any thread
 (forwarders call them through ``asyncio.to_thread``).
 """
@@ -71,6 +74,11 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 CREATE TABLE IF NOT EXISTS counters (
     name  TEXT PRIMARY KEY,
     value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state (
+    key        TEXT PRIMARY KEY,          -- e.g. 'feeds/R1'
+    value      TEXT NOT NULL,
+    updated_ns INTEGER NOT NULL
 );
 """
 
@@ -412,6 +420,39 @@ class Store:
         with self._lock:
             row = self._db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
         return int(row[0]) if row else 0
+
+    # ------------------------------------------------------------------------ service state
+
+    def put_state(self, key: str, value: str) -> None:
+        """Durably store ``value`` under ``key`` (replacing it), committed like an append."""
+        self.put_states({key: value})
+
+    def put_states(self, items: Mapping[str, str]) -> None:
+        """Durably store several keys in one transaction (one fsync)."""
+        if not items:
+            return
+        now = self._clock_ns()
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany(
+                        "INSERT INTO state (key, value, updated_ns) VALUES (?, ?, ?) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_ns = excluded.updated_ns",
+                        [(key, value, now) for key, value in items.items()],
+                    )
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"saving state to {self.path} failed: {exc}") from exc
+
+    def get_state(self, key: str) -> str | None:
+        """The value last stored under ``key``, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
 
     # ------------------------------------------------------------------------------ closing
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from asyncua import ua
 
+from controllers.feeding import FeedBank
 from telemetry.acquisition import (
     Actuator,
     EndpointConnected,
@@ -32,8 +33,9 @@ from telemetry.acquisition import (
 )
 from telemetry.acquisition.events import AcquisitionEvent
 from telemetry.config import ServiceConfig
-from telemetry.errors import SinkError
+from telemetry.errors import SinkError, StoreError
 from telemetry.process_clock import ProcessClock
+from telemetry.service.feed_state import FeedStateKeeper
 from telemetry.service.plan import ServicePlan, build_plan
 from telemetry.service.readback import ReadbackCheck
 from telemetry.service.recorder import Recorder
@@ -103,7 +105,12 @@ class Service:
         self.store_path = store_dir / "fermentry.sqlite3"
         self.store = Store(self.store_path)
         self.recorder = Recorder(self.store, self.plan.tag_reactor, self.plan.tag_signal, self.plan.tag_unit)
-        self.scan = ControlScan(self.plan, self._build_feeds(), self.recorder, self._event)
+        feeds = self._build_feeds()
+        self.scan = ControlScan(self.plan, feeds, self.recorder, self._event)
+        # Feed state survives restarts (feed_state.py); restored per reactor once its batch id is known.
+        self.feed_state = None if feeds is None else FeedStateKeeper(feeds, self.plan.reactors, self.store)
+        self._batch_known: set[str] = {r for r in self.plan.reactors if r not in self.plan.batch_nodes}
+        self._feed_save_task: asyncio.Task[None] | None = None
         self.supervisors = {
             spec.name: EndpointSupervisor(spec, self.plan.table, self.samples, on_event=self._acquisition_event,
                                           clock=clock, **supervisor_kwargs)  # type: ignore[arg-type]
@@ -125,7 +132,7 @@ class Service:
         self._batch_read_due: set[str] = set()
         self.on_scan: Callable[[Service], None] | None = None  # the terminal status view hooks in here
 
-    def _build_feeds(self) -> object | None:
+    def _build_feeds(self) -> FeedBank | None:
         if not any(self.cfg.feeds_for(r) for r in self.plan.reactors):
             return None
         from telemetry.service.feeds import build_feed_bank
@@ -245,6 +252,7 @@ class Service:
             await asyncio.wait_for(asyncio.gather(*(s.stop() for s in self.supervisors.values()),
                                                   return_exceptions=True), timeout)
         await asyncio.shield(self._final_flush())
+        await asyncio.shield(self._save_feed_state(final=True))
         self.store.close()
 
     async def _final_flush(self) -> None:
@@ -282,6 +290,8 @@ class Service:
 
     async def _scan_once(self, t_s: float, dt_s: float) -> None:
         self._check_readback(t_s)
+        if self.feed_state is not None and self.feed_state.pending & self._batch_known:
+            await self._restore_feed_state(t_s)
         out = self.scan.step(t_s, dt_s, self.clock(), self.batch_of)
         await self._write(out.requests, t_s)
         self.stats.scans += 1
@@ -290,6 +300,9 @@ class Service:
         self.stats.scan_latency_s.append(time.time() - self.process_clock.now_s)
         self.stats.service_latency_s.append(self.clock() - self.process_clock.due_at)
         self._record()
+        if self.feed_state is not None and (self._feed_save_task is None or self._feed_save_task.done()):
+            # A save still running is not awaited: the next scan saves the newer state.
+            self._feed_save_task = asyncio.create_task(self._save_feed_state(), name="feed-state-save")
         self.stats.last_scan_wall_s = time.time()
         if self.on_scan is not None:
             self.on_scan(self)
@@ -313,6 +326,26 @@ class Service:
         self.recorder.samples(self.samples.drain(), self.batch_of)
         if self._flush_task is None or self._flush_task.done():
             self._flush_task = asyncio.create_task(self._flush(), name="recorder-flush")
+
+    async def _restore_feed_state(self, t_s: float) -> None:
+        assert self.feed_state is not None
+        events = await asyncio.to_thread(self.feed_state.restore, dict(self.batch_of), set(self._batch_known), t_s)
+        for r, feed, kind, message in events:
+            self._event(t_s, self.plan.reactors[r], kind, "info", f"feed {feed}: {message}")
+
+    async def _save_feed_state(self, *, final: bool = False) -> None:
+        """Commit the feeds' state where it changed (after a scan; once more at shutdown)."""
+        if self.feed_state is None:
+            return
+        if final and self._feed_save_task is not None:
+            await asyncio.gather(self._feed_save_task, return_exceptions=True)
+        changes = self.feed_state.changes(self.batch_of)
+        if not changes:
+            return
+        try:
+            await asyncio.to_thread(self.feed_state.save, changes)
+        except StoreError as exc:  # the next scan saves its state again
+            log.error("saving the feed state failed: %s", exc)
 
     async def _flush(self) -> None:
         try:
@@ -362,6 +395,7 @@ class Service:
                 self._batch_read_due.add(ep)
                 continue
             for (reactor, _), value in zip(wanted, values):
+                self._batch_known.add(reactor)
                 if isinstance(value, str) and value:
                     if self.batch_of.get(reactor) != value:
                         self._event(self._now_process_s(), reactor, "batch", "info", f"batch id {value}")

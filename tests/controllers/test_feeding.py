@@ -452,3 +452,69 @@ def test_hour_triggers_count_from_each_reactors_inoculation() -> None:
             if res.started["f"][r] and math.isnan(started_at[r]):
                 started_at[r] = float(t) - t0
     assert started_at == [3600.0, 1800.0]
+
+
+# -- snapshot and restore (service restart) ---------------------------------------------------------
+
+
+def _restart_bank() -> FeedBank:
+    return FeedBank(2, [
+        FeedInstance("glc", 0, exp_law(), start=StartOnOurDrop(drop_fraction=0.6, min_our_mmol_per_l_h=10.0,
+                                                               hold_s=30.0), max_total_l=0.5),
+        FeedInstance("base", 0, PhStatLaw(ph_high=7.1, pulse_rate_l_per_h=0.2, pulse_s=60.0, hold_off_s=120.0),
+                     mv="base_rate_l_per_h"),
+        FeedInstance("glc", 1, LinearLaw(rate0_l_per_h=0.1, slope_l_per_h2=0.05, duration_s=H),
+                     start=StartOnDoSpike(rise_pct=15.0, window_s=300.0, threshold_pct=40.0), max_total_l=0.2,
+                     max_volume_l=6.0),
+        FeedInstance("pw", 1, PiecewiseLaw(times_s=(0.0, 600.0), rates_l_per_h=(0.05, 0.15)),
+                     start=StartAtTime(at_s=1000.0), mv="pw_rate_l_per_h"),
+    ])
+
+
+def _restart_plant(t: float) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    our = 40.0 if t < 2000.0 else 20.0  # depletion at 2000 s: the OUR-drop feed starts once, after 30 s
+    do = [30.0, 30.0 if t < 2800.0 else 70.0]  # R2's DO spike at 2800 s
+    ph = 7.0 + 0.15 * (int(t // 200.0) % 2)  # pH-stat pulses every other 200 s
+    values = readings(2, our_mmol_per_l_h=our, do_pct=do, ph=ph, volume_l=[5.0, 5.2 + t / 1e5])
+    ok = {"volume_l": np.array([True, not 2600.0 <= t < 2700.0])}  # a bad volume spell holds R2's feed
+    return values, ok
+
+
+def test_restored_bank_continues_exactly_like_the_uninterrupted_one() -> None:
+    import json
+
+    whole, first = _restart_bank(), _restart_bank()
+    run(whole, 2750.0, _restart_plant)
+    run(first, 2750.0, _restart_plant)  # OUR feed running, DO-spike window half full, a pulse timer armed
+    text = json.dumps(first.snapshot(), allow_nan=False)  # NaN/inf encoded, not JSON's invalid NaN
+    resumed = _restart_bank()
+    events = resumed.restore(json.loads(text), t_s=2750.0)
+    assert [(e.reactor, e.feed, e.kind) for e in events] == [(0, "glc", "feed_restored"), (0, "base", "feed_restored"),
+                                                             (1, "glc", "feed_restored"), (1, "pw", "feed_restored")]
+    assert "exponential feed resumed: started 0.2 h ago" in events[0].message
+    expected, got = run(whole, 8000.0, _restart_plant, t_start_s=2750.0), run(resumed, 8000.0, _restart_plant,
+                                                                              t_start_s=2750.0)
+    for (t, a), (_, b) in zip(expected, got):
+        for name in ("rate_l_per_h", "demand_l_per_h", "started", "t0_s", "total_l", "limited"):
+            for key in getattr(a, name):
+                np.testing.assert_array_equal(getattr(b, name)[key], getattr(a, name)[key], err_msg=f"{name} {t}")
+        assert [e[:3] for e in b.events] == [e[:3] for e in a.events]
+    last = expected[-1][1]
+    assert last.total_l["glc"][0] > first.state.totaliser.total_l[0] > 0  # the totaliser went on from its count
+    assert last.started["glc"][1] and last.t0_s["glc"][1] == 2800.0  # the spike fired after the restore
+
+
+def test_restore_takes_only_allowed_rows_of_the_same_feed_law() -> None:
+    old = _restart_bank()
+    run(old, 2500.0, _restart_plant)
+    snap = old.snapshot()
+    fresh = _restart_bank()
+    events = fresh.restore(snap, rows_ok=lambda feed, reactor: reactor == 1)
+    assert {(e.reactor, e.feed) for e in events} == {(1, "glc"), (1, "pw")}
+    assert not fresh.state.started[0] and fresh.state.started[3] and fresh.state.t0_s[3] == 1000.0
+    mask = np.array([True, False, False, False])
+    changed = FeedBank(2, [FeedInstance("glc", 0, LinearLaw(rate0_l_per_h=0.1))])  # same name, another law
+    assert changed.restore(snap) == [] and not changed.state.started[0]
+    assert [e.feed for e in _restart_bank().restore(snap, rows_ok=mask)] == ["glc"]
+    with pytest.raises(ValueError, match="version"):
+        fresh.restore({"version": 99, "rows": []})

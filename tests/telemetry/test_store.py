@@ -160,3 +160,47 @@ def test_every_returned_append_survives_sigkill(tmp_path: Path) -> None:
     for p in points[:confirmed]:
         batch, i = divmod(p.id - 1, 100)
         assert p.line == f"m,b={batch} v={i}i {batch * 1000 + i}"
+
+
+_STATE_WRITER = textwrap.dedent(
+    """
+    import sys
+    from telemetry.store import Store
+
+    s = Store(sys.argv[1])
+    for i in range(1, 10**9):
+        s.put_state("feeds/R1", f"v{i}")
+        print(i, flush=True)
+    """
+)
+
+
+def test_put_state_survives_sigkill_and_replaces_the_value(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    proc = subprocess.Popen([sys.executable, "-c", _STATE_WRITER, str(path)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert proc.stdout is not None
+    confirmed = 0
+    for line in proc.stdout:
+        confirmed = int(line)
+        if confirmed >= 50:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    with Store(path) as s:
+        value = s.get_state("feeds/R1")
+        assert value is not None and int(value[1:]) >= confirmed  # the last confirmed value or a later one
+        assert s.get_state("feeds/R2") is None
+
+
+def test_an_old_store_without_the_state_table_upgrades(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    Store(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE state")
+    with Store(path, clock_ns=lambda: 7) as s:
+        s.put_states({"a": "1", "b": "2"})
+        s.put_state("a", "3")
+        assert (s.get_state("a"), s.get_state("b")) == ("3", "2")

@@ -1,0 +1,94 @@
+"""A restarted service resumes its feeds where they were, within the same batch only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simulators.opcua import ManualClock, SimulatorServer
+from telemetry.demo import DEFAULT_CONFIG
+from telemetry.service.feed_state import state_key
+from telemetry.service.runner import Service
+from telemetry.store import Store
+from tests.service.conftest import ScanWatch, drive
+
+
+def _config(url: str, store: Path) -> Any:
+    """The demo config (as conftest's ``make_config``) with the glucose feed starting at once
+    (the demo's OUR-drop trigger needs hours of batch: exactly the case restoring is for)."""
+    import tomllib
+
+    from telemetry.config import validate_config
+
+    data = tomllib.loads(DEFAULT_CONFIG.read_text())
+    for ep in data["endpoints"].values():
+        ep["url"] = url
+        ep["publishing_interval_ms"] = 50.0
+    data["reactor_defaults"]["sampling_interval_ms"] = 0.0
+    data["store"]["path"] = str(store)
+    (feed,) = [f for f in data["feeds"] if f["name"] == "glucose"]
+    feed["start"] = {"kind": "immediately"}
+    feed.update(x0_g_per_l=8.0, v0_l=5.0)  # OD600 is an at-line sample: none in the first minutes
+    return validate_config(data, source="test.toml", base_dir=DEFAULT_CONFIG.parent)
+
+
+async def _run(cfg: Any, clock: ManualClock, steps: int) -> Service:
+    service = Service(cfg)
+    watch = ScanWatch(service)
+    await service.start()
+    try:
+        for sup in service.supervisors.values():
+            await sup.wait_connected(timeout_s=15)
+        await drive(clock, watch, steps=steps)
+    finally:
+        await service.stop()
+    return service
+
+
+def _feed_events(store: Store, kind: str) -> list[Any]:
+    return [p.parsed() for p in store.query("event", tags={"kind": kind})]
+
+
+async def test_a_restarted_service_resumes_the_running_feed(sim: SimulatorServer, sim_clock: ManualClock,
+                                                            tmp_path: Path) -> None:
+    cfg = _config(sim.endpoints[0], tmp_path / "store")
+    first = await _run(cfg, sim_clock, steps=6)
+    bank = first.feed_state.bank  # type: ignore[union-attr]
+    assert bank.state.started.all()
+    t0, total = bank.state.t0_s.copy(), bank.state.totaliser.total_l.copy()
+    assert (total > 0).all()
+
+    second = await _run(cfg, sim_clock, steps=1)
+    bank2 = second.feed_state.bank  # type: ignore[union-attr]
+    np.testing.assert_array_equal(bank2.state.t0_s, t0)  # the same feed, not a new start
+    assert (bank2.state.totaliser.total_l > total).all()  # counting on from what was fed
+    assert (bank2.state.last.rate_l_per_h["feed_rate_l_per_h"] > 0).all()  # type: ignore[union-attr]
+    store = Store(cfg.store.path + "/fermentry.sqlite3")
+    restored = _feed_events(store, "feed_restored")
+    assert sorted(e.tags["reactor"] for e in restored) == ["R1", "R2", "R3"]
+    assert all(str(e.fields["message"]).startswith("feed glucose: exponential feed resumed: started") for e in restored)
+    assert {e.fields["batch"] for e in restored if e.tags["reactor"] == "R1"} == {second.batch_of["R1"]}
+    assert len(_feed_events(store, "feed_started")) == 3  # only the first run started the feeds
+    store.close()
+
+
+async def test_state_of_another_batch_is_not_restored(sim: SimulatorServer, sim_clock: ManualClock,
+                                                      tmp_path: Path) -> None:
+    cfg = _config(sim.endpoints[0], tmp_path / "store")
+    first = await _run(cfg, sim_clock, steps=3)
+    old_t0 = first.feed_state.bank.state.t0_s.copy()  # type: ignore[union-attr]
+    with Store(first.store_path) as store:  # R1's saved state becomes an earlier batch's
+        saved = json.loads(store.get_state(state_key("R1")) or "{}")
+        assert saved["batch"] == first.batch_of["R1"]
+        store.put_state(state_key("R1"), json.dumps({**saved, "batch": "EARLIER-BATCH"}))
+
+    second = await _run(cfg, sim_clock, steps=1)
+    state = second.feed_state.bank.state  # type: ignore[union-attr]
+    assert state.t0_s[0] > old_t0[0]  # R1 started afresh
+    np.testing.assert_array_equal(state.t0_s[1:], old_t0[1:])  # R2, R3: same batch, resumed
+    with Store(first.store_path) as store:
+        assert sorted(e.tags["reactor"] for e in _feed_events(store, "feed_restored")) == ["R2", "R3"]
+        assert json.loads(store.get_state(state_key("R1")) or "{}")["batch"] == second.batch_of["R1"]
