@@ -633,6 +633,28 @@ class FeedBank:
 
     # -- persistence ---------------------------------------------------------------------------
 
+    def reset_reactor(self, reactor: int) -> None:
+        """Start every feed of ``reactor`` afresh: a new batch began in that vessel.
+
+        Triggers re-arm, the totaliser restarts at 0 and the feed demand is 0 until the new
+        batch's trigger fires; other reactors are untouched.
+        """
+        _check(0 <= reactor < self.n_reactors, f"reactor {reactor} out of range")
+        rows = self._reactor == reactor
+        fresh = self._initial_state(len(self.instances))
+        st = self.state
+        for name in ("triggered", "started", "t0_s", "x0_g_per_l", "v0_l", "last_good_volume_l",
+                     "last_good_biomass", "waiting", "held", "stop", "pulse_end_s", "next_pulse_s"):
+            getattr(st, name)[rows] = getattr(fresh, name)[rows]
+        do_rows = rows[self._do_spike_rows]
+        st.do_bucket_min_pct[do_rows] = fresh.do_bucket_min_pct[do_rows]
+        st.do_bucket_id[do_rows] = fresh.do_bucket_id[do_rows]
+        st.totaliser.total_l[rows] = fresh.totaliser.total_l[rows]
+        st.totaliser.rate_l_per_h[rows] = fresh.totaliser.rate_l_per_h[rows]
+        our_rows = rows[self._our_rows]
+        self._our_max[our_rows] = 0.0
+        self._our_low_since[our_rows] = np.nan
+
     def snapshot(self) -> dict[str, object]:
         """Everything :meth:`step` needs to continue each row exactly, as plain JSON data.
 

@@ -47,6 +47,9 @@ from telemetry.tags import Sample
 log = logging.getLogger(__name__)
 
 
+BATCH_REFRESH_S = 60.0  # default wall seconds between reads of the batch-id nodes
+
+
 class _ClockedSamples(SampleBuffer):
     """A sample buffer that also advances the process clock with each source timestamp."""
 
@@ -130,6 +133,8 @@ class Service:
         self._flush_task: asyncio.Task[None] | None = None
         self._connected_once: set[str] = set()
         self._batch_read_due: set[str] = set()
+        self._batch_read_at = -math.inf
+        self.batch_refresh_s = BATCH_REFRESH_S
         self.on_scan: Callable[[Service], None] | None = None  # the terminal status view hooks in here
 
     def _build_feeds(self) -> FeedBank | None:
@@ -378,9 +383,14 @@ class Service:
                                 + ("" if r.verified is not False else f", read back {r.read_back}"))
 
     async def _read_batch_ids(self) -> None:
-        """Read the batch-id strings of endpoints that (re)connected; batch ids tag every point."""
+        """Read the batch-id strings of endpoints that (re)connected, and of all of them every
+        ``batch_refresh_s``: batch ids tag every point, and a new batch re-arms the feeds."""
+        now = self.clock()
+        if now - self._batch_read_at >= self.batch_refresh_s:
+            self._batch_read_due.update(ep for ep, _ in self.plan.batch_nodes.values())
         if not self._batch_read_due:
             return
+        self._batch_read_at = now
         due, self._batch_read_due = self._batch_read_due, set()
         for ep in due:
             client = self.supervisors[ep].client
@@ -395,11 +405,24 @@ class Service:
                 self._batch_read_due.add(ep)
                 continue
             for (reactor, _), value in zip(wanted, values):
-                self._batch_known.add(reactor)
-                if isinstance(value, str) and value:
-                    if self.batch_of.get(reactor) != value:
-                        self._event(self._now_process_s(), reactor, "batch", "info", f"batch id {value}")
+                if isinstance(value, str) and value and self.batch_of.get(reactor) != value:
+                    old = self.batch_of.get(reactor)
                     self.batch_of[reactor] = value
+                    if reactor in self._batch_known:
+                        self._new_batch(reactor, old, value)
+                    else:
+                        self._event(self._now_process_s(), reactor, "batch", "info", f"batch id {value}")
+                self._batch_known.add(reactor)
+
+    def _new_batch(self, reactor: str, old: str | None, new: str) -> None:
+        """A new batch started in a running vessel: its feeds start afresh (triggers re-armed,
+        totaliser at 0); the loops carry on, they control the vessel, not the batch."""
+        t = self._now_process_s()
+        self._event(t, reactor, "batch", "info", f"new batch {new} (was {old})")
+        feeds = self.scan.feeds
+        if isinstance(feeds, FeedBank):
+            feeds.reset_reactor(self.plan.reactors.index(reactor))
+            self._event(t, reactor, "feed_reset", "info", f"feeds re-armed for batch {new}")
 
 
 async def _node_id(client: object, text: str) -> ua.NodeId:

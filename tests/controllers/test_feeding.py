@@ -518,3 +518,22 @@ def test_restore_takes_only_allowed_rows_of_the_same_feed_law() -> None:
     assert [e.feed for e in _restart_bank().restore(snap, rows_ok=mask)] == ["glc"]
     with pytest.raises(ValueError, match="version"):
         fresh.restore({"version": 99, "rows": []})
+
+
+def test_reset_reactor_restarts_only_that_reactors_feeds() -> None:
+    bank = FeedBank(2, [FeedInstance("f", r, exp_law(), start=StartAtTime(at_s=100.0)) for r in range(2)])
+    for t in np.arange(0.0, 500.0, 10.0):
+        bank.step(float(t), 10.0, readings(2))
+    assert bank.state.started.all()
+    total = bank.state.totaliser.total_l.copy()
+    bank.reset_reactor(0)
+    assert not bank.state.started[0] and bank.state.totaliser.total_l[0] == 0.0
+    assert bank.state.started[1] and bank.state.totaliser.total_l[1] == total[1]
+    start = np.array([500.0, 0.0])  # reactor 0: new batch inoculated at t = 500 s
+    started_at = math.nan
+    for t in np.arange(500.0, 700.0, 10.0):
+        res = bank.step(float(t), 10.0, readings(2), batch_start_s=start)
+        if res.started["f"][0] and math.isnan(started_at):
+            started_at = float(t)
+        assert res.started["f"][1]  # the other vessel feeds on
+    assert started_at == 600.0

@@ -92,3 +92,39 @@ async def test_state_of_another_batch_is_not_restored(sim: SimulatorServer, sim_
     with Store(first.store_path) as store:
         assert sorted(e.tags["reactor"] for e in _feed_events(store, "feed_restored")) == ["R2", "R3"]
         assert json.loads(store.get_state(state_key("R1")) or "{}")["batch"] == second.batch_of["R1"]
+
+
+async def test_a_new_batch_in_a_running_vessel_rearms_its_feeds(sim: SimulatorServer, sim_clock: ManualClock,
+                                                                tmp_path: Path) -> None:
+    from asyncua import ua
+
+    cfg = _config(sim.endpoints[0], tmp_path / "store")
+    service = Service(cfg)
+    service.batch_refresh_s = 0.0  # read the batch ids before every scan
+    watch = ScanWatch(service)
+    await service.start()
+    try:
+        for sup in service.supervisors.values():
+            await sup.wait_connected(timeout_s=15)
+        await drive(sim_clock, watch, steps=4)
+        bank = service.feed_state.bank  # type: ignore[union-attr]
+        assert bank.state.started.all() and (bank.state.totaliser.total_l > 0).all()
+        # The plant's batch manager starts a new batch in R1 (the simulator only publishes a
+        # batch id when it changes, so a write on the server side stands).
+        server = sim._endpoints[0].server  # type: ignore[attr-defined]
+        await server.write_attribute_value(ua.NodeId.from_string("ns=2;s=R1.batch_id"),
+                                           ua.DataValue(ua.Variant("B-NEXT", ua.VariantType.String)))
+        await drive(sim_clock, watch, steps=1)
+        assert service.batch_of["R1"] == "B-NEXT"
+        r1 = bank._reactor == 0  # noqa: SLF001 - rows of reactor R1
+        # immediately-started feeds start again at once, from a zero totaliser
+        assert bank.state.t0_s[r1].min() > bank.state.t0_s[~r1].max()
+        assert bank.state.totaliser.total_l[r1].max() < bank.state.totaliser.total_l[~r1].min()
+    finally:
+        await service.stop()
+    store = Store(cfg.store.path + "/fermentry.sqlite3")
+    resets = [p.parsed() for p in store.query("event", tags={"kind": "feed_reset"})]
+    assert [e.tags["reactor"] for e in resets] == ["R1"]
+    assert any("new batch B-NEXT" in str(p.parsed().fields["message"])
+               for p in store.query("event", tags={"reactor": "R1", "kind": "batch"}))
+    store.close()
