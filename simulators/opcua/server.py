@@ -167,6 +167,7 @@ class SimulatorServer:
             self._endpoints = [_Endpoint([ref], port + k if port else 0) for k, ref in enumerate(self.reactors)]
         else:
             self._endpoints = [_Endpoint(list(self.reactors), port)]
+        self._anchor_start_time = start_time is None
         self.start_time = start_time or datetime.now(timezone.utc) - timedelta(seconds=self.process_time_s)
         self._outages = [
             _Outage(f) for f in sorted(faults, key=lambda f: f.at_s) if f.kind == "opcua_restart"
@@ -218,6 +219,18 @@ class SimulatorServer:
         try:
             for ep in self._endpoints:
                 await self._open(ep)
+            if self._anchor_start_time:
+                # Building the address space takes seconds for many reactors; anchor process
+                # time 0 when the clock starts ticking, so that at 1x a source timestamp is the
+                # wall time the value was produced (latency measurements depend on it).
+                self.start_time = datetime.now(timezone.utc) - timedelta(seconds=self.process_time_s)
+                for ep in self._endpoints:
+                    if ep.server is not None and ep.space is not None:
+                        await ep.server.write_attribute_value(
+                            ua.NodeId("Simulation.start_time", NS),
+                            ua.DataValue(ua.Variant(self.start_time, ua.VariantType.DateTime)))
+                        ep.space.publisher = None  # republish every node with the new anchor
+                        await self._publish(ep)
         except BaseException:
             await self.stop()
             raise
