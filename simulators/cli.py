@@ -34,6 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--faults", type=Path, help="TOML fault schedule ([[fault]] tables)")
     p.add_argument("--endpoint-per-reactor", action="store_true",
                    help="one server per reactor on consecutive ports, like one controller per vessel")
+    p.add_argument("--tick-ms", type=_positive_float, default=100.0, metavar="MS",
+                   help="wall milliseconds between plant steps and publishes (default 100)")
     p.add_argument("--status-every", type=_positive_float, default=10.0, metavar="S",
                    help="wall seconds between status lines (default 10)")
     sec = p.add_argument_group("security (all optional; without --cert the endpoint is unsecured)")
@@ -107,7 +109,7 @@ def _security_from_args(args: argparse.Namespace) -> Any:
 
 
 async def _serve(args: argparse.Namespace, security: Any) -> int:
-    from simulators.opcua import SimulatorServer
+    from simulators.opcua import RealTimeClock, SimulatorServer
     from simulators.process import make_plant
 
     faults: list[Any] = []
@@ -121,6 +123,7 @@ async def _serve(args: argparse.Namespace, security: Any) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with SimulatorServer(plant, host=args.host, port=args.port, speed=args.speed,
+                               clock=RealTimeClock(tick_s=args.tick_ms / 1000.0),
                                endpoint_per_reactor=args.endpoint_per_reactor,
                                security=security, faults=faults) as srv:
         for url in srv.endpoints:
