@@ -131,7 +131,6 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._flush_task: asyncio.Task[None] | None = None
-        self._connected_once: set[str] = set()
         self._batch_read_due: set[str] = set()
         self._batch_read_at = -math.inf
         self.batch_refresh_s = BATCH_REFRESH_S
