@@ -580,6 +580,9 @@ class _FeedBase(Section):
     """Stop after this much feed in total (the feed totaliser)."""
     overrides: dict[Name, dict[str, Any]] = Field(default_factory=dict)
 
+    def _cross_field(self, issues: _Issues) -> None:
+        self._fixed_fields(issues)
+
     def _fixed_fields(self, issues: _Issues) -> None:
         for reactor, values in self.overrides.items():
             for key in sorted(set(values) & LOOP_FIXED_FIELDS):
@@ -604,9 +607,6 @@ class ExponentialFeed(_FeedBase):
     v0_l: Annotated[float, Field(gt=0)] | None = None
     """Volume at feed start; unset: the ``volume_l`` tag at the start."""
 
-    def _cross_field(self, issues: _Issues) -> None:
-        self._fixed_fields(issues)
-
 
 class LinearFeed(_FeedBase):
     """``F(t) = rate0_l_per_h + slope_l_per_h2 * (t - t0)``, for ``duration_h`` if set."""
@@ -615,9 +615,6 @@ class LinearFeed(_FeedBase):
     rate0_l_per_h: Annotated[float, Field(ge=0)]
     slope_l_per_h2: float = 0.0
     duration_h: Annotated[float, Field(gt=0)] | None = None
-
-    def _cross_field(self, issues: _Issues) -> None:
-        self._fixed_fields(issues)
 
 
 class PiecewiseFeed(_FeedBase):
@@ -629,7 +626,7 @@ class PiecewiseFeed(_FeedBase):
     interpolation: Literal["linear", "step"] = "linear"
 
     def _cross_field(self, issues: _Issues) -> None:
-        self._fixed_fields(issues)
+        super()._cross_field(issues)
         if len(self.times_h) != len(self.rates_l_per_h):
             issues.add(("rates_l_per_h",), "must have as many entries as times_h ({n})", len(self.rates_l_per_h),
                        n=len(self.times_h))
@@ -638,31 +635,25 @@ class PiecewiseFeed(_FeedBase):
                 issues.add(("times_h", i + 1), "times must increase strictly", b)
 
 
-class DoStatFeed(_FeedBase):
-    """DO-stat: a feed pulse whenever DO rises above ``do_high_pct`` (substrate ran out)."""
-
-    kind: Literal["do_stat"]
-    do_high_pct: Annotated[float, Field(gt=0, lt=100)]
+class _PulseFeed(_FeedBase):
     pulse_rate_l_per_h: Annotated[float, Field(gt=0)]
     pulse_s: PositiveSeconds
     hold_off_s: NonNegativeSeconds = 0.0
     """Minimum time between pulses, so one spike does not trigger several."""
 
-    def _cross_field(self, issues: _Issues) -> None:
-        self._fixed_fields(issues)
+
+class DoStatFeed(_PulseFeed):
+    """DO-stat: a feed pulse whenever DO rises above ``do_high_pct`` (substrate ran out)."""
+
+    kind: Literal["do_stat"]
+    do_high_pct: Annotated[float, Field(gt=0, lt=100)]
 
 
-class PhStatFeed(_FeedBase):
+class PhStatFeed(_PulseFeed):
     """pH-stat: a feed pulse whenever pH rises above ``ph_high`` (substrate ran out)."""
 
     kind: Literal["ph_stat"]
     ph_high: Annotated[float, Field(gt=0, lt=14)]
-    pulse_rate_l_per_h: Annotated[float, Field(gt=0)]
-    pulse_s: PositiveSeconds
-    hold_off_s: NonNegativeSeconds = 0.0
-
-    def _cross_field(self, issues: _Issues) -> None:
-        self._fixed_fields(issues)
 
 
 Feed = Annotated[ExponentialFeed | LinearFeed | PiecewiseFeed | DoStatFeed | PhStatFeed,
