@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from telemetry.lineproto import EncodedBatch, encode_columns, split_series_time
+from telemetry.lineproto import EncodedBatch, encode_columns
 from telemetry.schema import LOOP, SAMPLE, encode_event
 from telemetry.store import Store
 from telemetry.tags import Sample
@@ -84,10 +84,7 @@ class Recorder:
         """An event (alarm, connection change, mode change, feed start) as measurement ``event``."""
         line = encode_event(time_ns=int(_seconds_to_ns(np.array([time_s]))[0]), reactor=reactor, kind=kind,
                             severity=severity, message=message, batch=batch)
-        series, stamp = split_series_time(line)
-        self._pending.lines.append(line)
-        self._pending.series.append(series)
-        self._pending.time_ns.append(int(stamp or 0))
+        self._pending.add_line(line)
 
     @property
     def pending(self) -> int:

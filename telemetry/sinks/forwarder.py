@@ -33,7 +33,7 @@ from typing import Literal
 
 from telemetry.errors import SinkAuthError, SinkError, SinkRejected, SinkTooLarge
 from telemetry.sinks.base import Sink
-from telemetry.store import StoredPoint, Store
+from telemetry.store import Store, StoredRun
 
 log = logging.getLogger(__name__)
 
@@ -177,13 +177,13 @@ class Forwarder:
             self._acked.set()
             while not self._stopping.is_set():
                 self._new_data.clear()
-                points = await asyncio.to_thread(self.store.read_after, self.metrics.cursor, self._batch_limit)
-                if not points:
+                run = await asyncio.to_thread(self.store.read_run, self.metrics.cursor, self._batch_limit)
+                if run is None:
                     if self.metrics.state == "starting":
                         self._enter("ok")
                     await self._wait_any(self._new_data.wait(), timeout_s=self._idle_poll_s)
                     continue
-                await self._deliver(points)
+                await self._deliver(run)
         finally:
             self.store.remove_listener(on_append)
             self.metrics.state = "stopped"
@@ -194,26 +194,28 @@ class Forwarder:
         self._update_lag()
         self._new_data.set()
 
-    async def _deliver(self, points: list[StoredPoint]) -> None:
-        chunks: deque[list[StoredPoint]] = deque([points])
+    async def _deliver(self, run: StoredRun) -> None:
+        chunks: deque[StoredRun] = deque([run])
         while chunks and not self._stopping.is_set():
             chunk = chunks[0]
             try:
-                await self.sink.write([p.line for p in chunk])
+                await self.sink.write(chunk.lines)
             except SinkAuthError as exc:
                 self._enter("auth_failed", exc)
                 self.metrics.retries += 1
                 await self._pause(self._auth_retry_s)
                 continue
             except (SinkTooLarge, SinkRejected) as exc:
+                n = len(chunk.lines)
                 if isinstance(exc, SinkTooLarge):
-                    self._batch_limit = max(1, len(chunk) // 2)
+                    self._batch_limit = max(1, n // 2)
                 chunks.popleft()
-                if len(chunk) == 1:
-                    await self._dead_letter(chunk[0], exc)
+                if n == 1:
+                    await self._dead_letter(chunk, exc)
                     continue
-                half = len(chunk) // 2
-                chunks.extendleft([chunk[half:], chunk[:half]])
+                half = n // 2
+                chunks.extendleft([StoredRun(chunk.first_id + half, chunk.lines[half:]),
+                                   StoredRun(chunk.first_id, chunk.lines[:half])])
                 self.metrics.splits += 1
                 continue
             except SinkError as exc:
@@ -224,17 +226,17 @@ class Forwarder:
                 await self._pause(self._retry_delay(exc))
                 continue
             chunks.popleft()
-            await self._ack(chunk[-1].id)
-            self.metrics.points_forwarded += len(chunk)
+            await self._ack(chunk.last_id)
+            self.metrics.points_forwarded += len(chunk.lines)
             self.metrics.batches_sent += 1
             self._enter("ok")
 
-    async def _dead_letter(self, point: StoredPoint, exc: SinkError) -> None:
+    async def _dead_letter(self, point: StoredRun, exc: SinkError) -> None:
         reason = str(exc)
-        await asyncio.to_thread(self.store.dead_letter, self.name, [(point.id, point.line, reason)])
-        await self._ack(point.id)
+        await asyncio.to_thread(self.store.dead_letter, self.name, [(point.first_id, point.lines[0], reason)])
+        await self._ack(point.first_id)
         self.metrics.dead_lettered += 1
-        log.warning("sink %s refused point %d for good (%s); kept in dead letters", self.name, point.id, reason)
+        log.warning("sink %s refused point %d for good (%s); kept in dead letters", self.name, point.first_id, reason)
 
     async def _ack(self, point_id: int) -> None:
         await asyncio.to_thread(self.store.ack, self.name, point_id)

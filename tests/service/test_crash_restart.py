@@ -70,7 +70,7 @@ def committed_last_id(path: Path) -> int:
         return 0
     try:
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
-            row = db.execute("SELECT max(id) FROM points").fetchone()
+            row = db.execute("SELECT max(last_id) FROM chunks").fetchone()
     except sqlite3.OperationalError:  # the schema is not created yet
         return 0
     return int(row[0] or 0)

@@ -118,7 +118,19 @@ def test_columns_equal_points(rows) -> None:
     assert batch.lines == [e for e in expected if e is not None]
     assert batch.dropped_fields == int(np.sum(~np.isfinite(values)))
     assert batch.series == [split_series_time(line)[0] for line in batch.lines]
-    assert batch.time_ns == [split_series_time(line)[1] for line in batch.lines]
+    assert batch.time_ns.tolist() == [split_series_time(line)[1] for line in batch.lines]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=50),
+       st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=50))
+def test_column_numbers_read_back_exactly(floats, ints) -> None:
+    n = min(len(floats), len(ints))
+    batch = encode_columns("m", {}, {"f": np.array(floats[:n]), "k": np.array(ints[:n], dtype=np.int64)},
+                           np.arange(n, dtype=np.int64))
+    got = [parse_line(line).fields for line in batch.lines]
+    assert [g["f"] for g in got] == floats[:n] and [g["k"] for g in got] == ints[:n]
+    assert all(float(format_field_value(x)) == x for x in floats[:n])  # type: ignore[arg-type]
 
 
 def test_columns_drop_and_count_lines_with_no_finite_field() -> None:

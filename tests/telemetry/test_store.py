@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -27,13 +28,96 @@ def _lines(n: int, start: int = 0, measurement: str = "m") -> list[str]:
 
 
 def test_append_gives_increasing_ids_and_reads_back_in_order(store: Store) -> None:
-    first = store.append(_lines(5))
-    second = store.append(_lines(3, start=5))
+    one_series = [f"a v={i}i {1000 + i}" for i in range(8)]
+    first = store.append(one_series[:5])
+    second = store.append(one_series[5:])
     assert list(first) == [1, 2, 3, 4, 5] and list(second) == [6, 7, 8]
     got = store.read_after(2, limit=4)
     assert [p.id for p in got] == [3, 4, 5, 6]
-    assert [p.line for p in got] == _lines(4, start=2)
+    assert [p.line for p in got] == one_series[2:6] and [p.time_ns for p in got] == [1002, 1003, 1004, 1005]
     assert store.last_id() == 8
+
+
+def test_one_append_is_stored_grouped_by_series_each_in_input_order(store: Store) -> None:
+    lines = _lines(9)  # series r=R0, R1, R2 interleaved
+    assert list(store.append(lines)) == list(range(1, 10))
+    stored = [p.line for p in store.read_after(0, 100)]
+    assert sorted(stored) == sorted(lines)
+    by_series = [line.split(" ")[0] for line in stored]
+    assert by_series == sorted(by_series, key=lambda key: by_series.index(key))  # contiguous groups
+    for r in ("R0", "R1", "R2"):
+        assert [line for line in stored if f"r={r} " in line] == [line for line in lines if f"r={r} " in line]
+
+
+def test_forwarding_reads_span_appends_and_survive_the_cache(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite3"
+    with Store(path) as s:
+        for k in range(5):
+            s.append(_lines(7, start=7 * k))
+        run = s.read_run(3, limit=20)
+        assert run is not None and (run.first_id, run.last_id) == (4, 23)
+        assert s.read_run(35, limit=10) is None
+        expected = [(p.id, p.line) for p in s.read_after(0, 100)]
+    with Store(path) as s:  # a new process: nothing cached, read from the blobs
+        assert [(p.id, p.line) for p in s.read_after(0, 100)] == expected
+        assert len(expected) == 35 and s.count() == 35
+
+
+def test_a_run_stops_at_a_gap_left_by_retention(store: Store) -> None:
+    store.append(["m v=1i 10"])
+    store.append(["m v=2i 20"])
+    store.append(["m v=3i 30"])
+    store.prune(before_ns=25)  # no cursor: everything counts as forwarded; ids 1 and 2 go
+    store.append(["m v=4i 40"])
+    run = store.read_run(0, 10)
+    assert run is not None and (run.first_id, run.lines) == (3, ["m v=3i 30", "m v=4i 40"])
+
+
+def test_big_appends_are_split_into_chunks_and_unicode_names_query_by_bytes(tmp_path: Path) -> None:
+    import telemetry.store as store_module
+
+    n = store_module._CHUNK_MAX_LINES + 10
+    names = ["Réacteur 1", "β-gal, R2", "R3"]
+    batch = encode_columns(
+        "sample",
+        {"reactor": [names[i % 3] for i in range(n)], "signal": "do_pct"},
+        {"value": np.arange(n, dtype=float)},
+        np.arange(n, dtype=np.int64),
+    )
+    with Store(tmp_path / "s.sqlite3") as s:
+        assert len(s.append(batch)) == n
+    with Store(tmp_path / "s.sqlite3") as s:
+        for k, name in enumerate(names):
+            got = s.query("sample", tags={"reactor": name}, start_ns=100, end_ns=200)
+            assert [p.time_ns for p in got] == [t for t in range(100, 200) if t % 3 == k]
+            assert all(p.parsed().tags["reactor"] == name for p in got)
+            assert [p.parsed().fields["value"] for p in got] == [float(p.time_ns) for p in got]
+        assert sum(1 for _ in s.read_after(0, 10**9)) == n
+
+
+def test_a_store_of_the_row_per_point_layout_is_converted_keeping_ids_and_cursors(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "v1.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript("""
+            CREATE TABLE series (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, measurement TEXT NOT NULL);
+            CREATE TABLE points (id INTEGER PRIMARY KEY AUTOINCREMENT, series_id INTEGER NOT NULL,
+                                 time_ns INTEGER NOT NULL, line TEXT NOT NULL);
+            CREATE TABLE cursors (sink TEXT PRIMARY KEY, last_id INTEGER NOT NULL, updated_ns INTEGER NOT NULL);
+        """)
+        db.executemany("INSERT INTO series VALUES (?, ?, 'm')", [(1, "m,r=A"), (2, "m,r=B")])
+        rows = [(i, 1 + i % 2, 100 + i, f"m,r={'AB'[i % 2]} v={i}i {100 + i}") for i in range(1, 13)]
+        db.executemany("INSERT INTO points VALUES (?, ?, ?, ?)", rows)
+        db.execute("DELETE FROM points WHERE id <= 2")  # retention had run
+        db.execute("INSERT INTO cursors VALUES ('influx', 7, 0)")
+    with Store(path) as s:
+        assert s.last_id() == 12 and s.count() == 10 and s.cursors() == {"influx": 7}
+        points = s.read_after(0, 100)
+        assert [p.id for p in points] == list(range(3, 13))
+        assert {p.line for p in points[:5]} == {line for i, _, _, line in rows if 3 <= i <= 7}
+        assert [p.time_ns for p in s.query("m", tags={"r": "B"})] == [103, 105, 107, 109, 111]
+        assert list(s.append(["m,r=A v=0i 200"])) == [13]
 
 
 def test_line_without_timestamp_gets_the_store_clock_written_into_it(store: Store) -> None:
@@ -91,16 +175,24 @@ def test_cursors_are_durable_and_never_move_backwards(tmp_path: Path) -> None:
 def test_retention_keeps_unforwarded_points_unless_told(
     store: Store, drop_unforwarded: bool, expected_left: list[int], expected_dropped: int
 ) -> None:
-    store.append(_lines(10))  # times 1000..1009, ids 1..10
+    for k in range(5):  # 5 chunks of 2 points: times 1000..1009, ids 1..10
+        store.append(_lines(2, start=2 * k))
     store.register_sink("slow")
     store.register_sink("fast")
     store.ack("slow", 4)
     store.ack("fast", 10)
     result = store.prune(before_ns=1008, drop_unforwarded=drop_unforwarded)
     assert [p.id for p in store.read_after(0, 100)] == expected_left
+    assert result.deleted == 10 - len(expected_left)
     assert result.dropped_unforwarded == expected_dropped
     assert result.kept_unforwarded == (0 if drop_unforwarded else 4)
     assert store.counter("dropped_unforwarded") == expected_dropped
+
+
+def test_retention_keeps_a_chunk_until_its_newest_point_is_old(store: Store) -> None:
+    store.append(_lines(10))  # one chunk, times 1000..1009
+    assert store.prune(before_ns=1009).deleted == 0
+    assert store.prune(before_ns=1010).deleted == 10
 
 
 def test_dead_letters_keep_line_reason_and_sink(store: Store) -> None:
@@ -198,7 +290,7 @@ def test_an_old_store_without_the_state_table_upgrades(tmp_path: Path) -> None:
 
     path = tmp_path / "old.sqlite3"
     Store(path).close()
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         db.execute("DROP TABLE state")
     with Store(path, clock_ns=lambda: 7) as s:
         s.put_states({"a": "1", "b": "2"})
