@@ -273,13 +273,18 @@ class Service:
         watchdog_s = max(1.0, float(self.plan.stale_after_s.max(initial=1.0)))
         while True:
             tick = await self.process_clock.next_tick(timeout_s=watchdog_s)
-            # before any recording: samples must carry the plant's batch id, not "unknown"
-            await self._read_batch_ids()
+            if self._batch_read_due:
+                # an endpoint (re)connected: its samples must carry the plant's batch id, not
+                # "unknown", so this read comes before the scan records anything
+                await self._read_batch_ids()
             if tick is None:
                 await self._watchdog_scan()
-                continue
-            t_s, dt_s = tick
-            await self._scan_once(t_s, dt_s if dt_s > 0 else period)
+            else:
+                t_s, dt_s = tick
+                await self._scan_once(t_s, dt_s if dt_s > 0 else period)
+            # the periodic re-read runs after the outputs are written: a round trip to the
+            # server must not delay a scan
+            await self._read_batch_ids()
 
     def _check_readback(self, t_s: float) -> None:
         new, cleared = self.readback.check(self.clock())
