@@ -191,9 +191,9 @@ E2E_LOOPS = [
 ]
 
 
-def e2e_config(url: str, n_reactors: int, store: Path, influx_url: str) -> object:
+def e2e_config(url: str, n_reactors: int, store: Path, influx_url: str, publishing_ms: float = 20.0) -> object:
     """The demo configuration for ``n_reactors`` on one endpoint, every change recorded (no
-    deadbands, fastest sampling, 100 ms publishing), 1 s control period, the 10 loops above."""
+    deadbands, fastest sampling, ``publishing_ms`` publishing), 1 s control period, the 10 loops above."""
     import tomllib
 
     from telemetry.config import validate_config
@@ -201,7 +201,7 @@ def e2e_config(url: str, n_reactors: int, store: Path, influx_url: str) -> objec
 
     data = tomllib.loads(DEFAULT_CONFIG.read_text())
     data["service"].update(control_period_s=1.0, write_mode="write")
-    data["endpoints"]["sim"].update(url=url, publishing_interval_ms=100.0)
+    data["endpoints"]["sim"].update(url=url, publishing_interval_ms=publishing_ms)
     defaults = data["reactor_defaults"]
     defaults["sampling_interval_ms"] = 0.0
     for spec in defaults["tags"].values():
@@ -216,7 +216,7 @@ def e2e_config(url: str, n_reactors: int, store: Path, influx_url: str) -> objec
 
 
 def bench_end_to_end(n_reactors: int = 100, duration_s: float = 25.0, profile: bool = False,
-                     tick_ms: float = 50.0) -> None:
+                     tick_ms: float = 50.0, publishing_ms: float = 20.0) -> None:
     """(c) ``fermentry simulate`` (a child process, 1x real time) -> OPC UA -> the service
     (control, actuation, recording) -> local store -> VictoriaMetrics started here."""
     from tests.servers import VictoriaMetricsServer, find_binary, free_port
@@ -227,10 +227,12 @@ def bench_end_to_end(n_reactors: int = 100, duration_s: float = 25.0, profile: b
         return
 
     with tempfile.TemporaryDirectory() as tmp, VictoriaMetricsServer(binary, Path(tmp) / "vm") as vm:
-        result = asyncio.run(_end_to_end(vm, Path(tmp), n_reactors, duration_s, free_port(), profile, tick_ms))
+        result = asyncio.run(_end_to_end(vm, Path(tmp), n_reactors, duration_s, free_port(), profile, tick_ms,
+                                         publishing_ms))
     values_per_s, latency_ms, received, stored, in_db, distinct, scans, writes, failures = result
     lost_store, lost_db = received - stored, distinct - in_db
-    print(f"(c) end to end, {n_reactors} reactors x {len(E2E_LOOPS)} loops, 1x, tick {tick_ms:g} ms, {duration_s:.0f} s: "
+    print(f"(c) end to end, {n_reactors} reactors x {len(E2E_LOOPS)} loops, 1x, tick {tick_ms:g} ms, "
+          f"publishing {publishing_ms:g} ms, {duration_s:.0f} s: "
           f"{values_per_s:,.0f} samples/s recorded; {received} samples received, {stored} in the store, "
           f"{in_db} of {distinct} distinct (series, ms) in VictoriaMetrics; {scans} scans, {writes} output writes "
           f"({failures} failed); control latency p50 {latency_ms[0]:.1f} ms, p99 {latency_ms[1]:.1f} ms, "
@@ -245,7 +247,7 @@ def bench_end_to_end(n_reactors: int = 100, duration_s: float = 25.0, profile: b
 
 
 async def _end_to_end(vm: object, tmp: Path, n_reactors: int, duration_s: float, port: int,
-                      profile: bool, tick_ms: float) -> tuple:
+                      profile: bool, tick_ms: float, publishing_ms: float) -> tuple:
     import signal
 
     from telemetry.service.runner import Service
@@ -257,7 +259,7 @@ async def _end_to_end(vm: object, tmp: Path, n_reactors: int, duration_s: float,
         "--tick-ms", str(tick_ms),
         stdout=sim_log, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL)
     service = Service(e2e_config(f"opc.tcp://127.0.0.1:{port}/fermentry/", n_reactors, tmp / "store",
-                                 vm.url))  # type: ignore[attr-defined]
+                                 vm.url, publishing_ms))  # type: ignore[attr-defined]
     await service.start()
     try:
         await asyncio.wait_for(service.supervisors["sim"].wait_connected(), 60)
@@ -326,13 +328,15 @@ def main() -> int:
     # for 100 reactors, less than the goal asks the pipeline to carry; 50 ms offers ~25k/s.
     parser.add_argument("--tick-ms", type=float, default=50.0,
                         help="(c) simulator tick in wall ms (default 50: ~25k changed values/s at 100 reactors)")
+    parser.add_argument("--publishing-ms", type=float, default=20.0,
+                        help="(c) the service's OPC UA publishing interval (a value waits up to this long on the server)")
     parser.add_argument("--only-e2e", action="store_true", help="run part (c) only")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the service's alarms (connection lost at the end) are expected
     if not args.only_e2e:
         bench_encoding(args.points, max(args.repeats, 3))
         bench_write(args.points, args.repeats)
-    bench_end_to_end(args.reactors, args.duration, args.profile, args.tick_ms)
+    bench_end_to_end(args.reactors, args.duration, args.profile, args.tick_ms, args.publishing_ms)
     return 0
 
 

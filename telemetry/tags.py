@@ -1,9 +1,9 @@
 """The tag table: the latest value of every tag, as NumPy arrays indexed by tag id.
 
-Acquisition writes into it (many small updates from OPC UA data-change callbacks, or
-one batched read); the control scan reads whole columns once per period. Everything
-runs on one asyncio event loop, so there is no locking: an update is a few array
-stores and never awaits.
+Acquisition writes into it (all values of an OPC UA publish response or of a batched
+read in one :meth:`TagTable.update_many`); the control scan reads whole columns once per
+period. Everything runs on one asyncio event loop, so there is no locking: an update is
+a few array stores and never awaits.
 
 Times:
 - ``source_time_s``: the source's timestamp of the value (POSIX seconds). For a
@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +39,28 @@ class Sample:
     value: float
     source_time_s: float
     status: int
+
+
+class SampleColumns(NamedTuple):
+    """Many samples as columns, in arrival order (one row per value, as :class:`Sample`).
+
+    ``value`` is NaN wherever the status is Bad because the value was not a finite real
+    number; ``status`` is the raw 32-bit OPC UA status code (0 is Good).
+    """
+
+    tag: npt.NDArray[np.intp]
+    value: npt.NDArray[np.float64]
+    source_time_s: npt.NDArray[np.float64]
+    status: npt.NDArray[np.int64]
+
+    @classmethod
+    def empty(cls) -> SampleColumns:
+        return cls(np.empty(0, np.intp), np.empty(0, np.float64), np.empty(0, np.float64), np.empty(0, np.int64))
+
+    def samples(self) -> list[Sample]:
+        """The rows as :class:`Sample` objects (Python scalars, like :meth:`TagTable.update` makes)."""
+        columns = (self.tag.tolist(), self.value.tolist(), self.source_time_s.tolist(), self.status.tolist())
+        return [Sample(*row) for row in zip(*columns)]
 
 
 class TagTable:
@@ -74,7 +97,7 @@ class TagTable:
 
         Called by acquisition for every data change. Returns the sample to record.
         """
-        v = _as_float(value)
+        v = as_finite_float(value)
         if v is None:
             v, status = math.nan, (status if status & 0x80000000 else STATUS_BAD_TYPE_MISMATCH)
         self.value[tag] = v
@@ -83,6 +106,59 @@ class TagTable:
         self.received_s[tag] = received_s
         self.disconnected[tag] = False
         return Sample(tag, v, source_time_s, status)
+
+    def update_many(
+        self,
+        tags: npt.ArrayLike,
+        values: npt.ArrayLike,
+        source_time_s: npt.ArrayLike,
+        status: npt.ArrayLike,
+        received_s: float,
+    ) -> SampleColumns:
+        """Store many values at once, with the semantics of :meth:`update` applied to each in order.
+
+        Parameters
+        ----------
+        tags : array of int, shape (n,)
+            Tag ids; a tag may occur more than once (a server queue delivering several
+            values of one item): the table keeps the last, every one is returned.
+        values : array of float, shape (n,)
+            Values; a non-finite one is kept as NaN with Bad status (its own status when
+            that is already Bad, else BadTypeMismatch), as :meth:`update` does.
+        source_time_s : float or array of float, shape (n,)
+            Source times (POSIX seconds).
+        status : array of int, shape (n,)
+            Raw 32-bit OPC UA status codes.
+        received_s : float
+            Arrival time of all of them on the monotonic clock.
+
+        Returns
+        -------
+        SampleColumns
+            The samples to record, in the order given (new arrays: the caller may keep them).
+        """
+        # copies: the returned columns are the caller's to keep
+        tag = np.array(tags, dtype=np.intp)
+        n = len(tag)
+        v = np.array(values, dtype=np.float64)
+        st = np.array(status, dtype=np.int64)
+        t = np.array(np.broadcast_to(np.asarray(source_time_s, dtype=np.float64), (n,)))
+        if v.shape != (n,) or st.shape != (n,):
+            raise ValueError(f"tags, values and status must have the same length, got {n}, {v.shape}, {st.shape}")
+        not_finite = ~np.isfinite(v)
+        if not_finite.any():
+            v[not_finite] = np.nan
+            st[not_finite & ((st & 0x80000000) == 0)] = STATUS_BAD_TYPE_MISMATCH
+        # NumPy does not promise which of repeated indices an assignment keeps, so store
+        # only the last occurrence of each tag (first in the reversed order)
+        stored, first_reversed = np.unique(tag[::-1], return_index=True)
+        last = n - 1 - first_reversed
+        self.value[stored] = v[last]
+        self.source_time_s[stored] = t[last]
+        self.status[stored] = st[last]
+        self.received_s[stored] = received_s
+        self.disconnected[stored] = False
+        return SampleColumns(tag, v, t, st)
 
     def touch(self, tags: npt.NDArray[np.intp], received_s: float) -> None:
         """The source proved ``tags`` still current (a subscription keep-alive: values inside
@@ -112,7 +188,7 @@ class TagTable:
         return ((now_s - self.received_s) > stale_after_s) | self.disconnected
 
 
-def _as_float(value: object) -> float | None:
+def as_finite_float(value: object) -> float | None:
     """A finite float from an OPC UA value, or None (strings, NaN, Inf, None, arrays)."""
     if isinstance(value, bool):
         return float(value)

@@ -8,10 +8,16 @@ Why publish responses are handled here and not through asyncua's handler or iter
 asyncua's iterator-style subscription keeps notifications in a bounded queue (1000 by
 default) and drops the oldest when one publish response carries more; its handler path
 spawns one task per value. :class:`_TableSubscription` overrides ``publish_callback`` and
-stores every value of a publish response straight into the TagTable (a few array stores,
-no await), appending the Sample for the recorder: nothing is queued on our side, so
+stores every value of a publish response straight into the TagTable (one bulk update, no
+await), appending the samples for the recorder: nothing is queued on our side, so
 nothing can be dropped there. Server-side queues are sized per tag (``TagSpec.queue_size``)
 and overflows the server reports (DataValue Overflow bit) are counted.
+
+Decoding: asyncua's generic decoder costs 7-30 us per value depending on the machine, so
+a 1300-value response blocks the loop for 10-40 ms. The session's ``publish`` is patched
+(this client only) to decode the DataChangeNotifications of our subscriptions straight
+into columns (``publish_decode.py``, ~0.1 us per value); a response it does not take goes
+to asyncua's decoder, counted in ``AcquisitionStats.decode_fallbacks``.
 
 Freshness with deadbands: a tag inside its deadband sends nothing, yet it is current. The
 subscription asks for a keep-alive every publishing interval (MaxKeepAliveCount = 1), so a
@@ -39,7 +45,13 @@ from asyncua.common.subscription import Subscription
 from telemetry.acquisition.addressing import browse_path, resolve_node_id, target_node_id
 from telemetry.acquisition.errors import AcquisitionError, EndpointUnavailable, map_exceptions
 from telemetry.acquisition.events import AcquisitionEvent, TagsRejected
-from telemetry.acquisition.samples import SampleBuffer, decode_datavalue
+from telemetry.acquisition.publish_decode import (
+    DataChangeColumns,
+    columns_from_datavalues,
+    columns_from_notification,
+    install_fast_publish,
+)
+from telemetry.acquisition.samples import SampleBuffer
 from telemetry.acquisition.security import apply_security
 from telemetry.acquisition.spec import EndpointSpec, TagSpec
 from telemetry.tags import TagTable
@@ -67,6 +79,7 @@ class AcquisitionStats:
     overflows: int = 0  # values the server reported it dropped from a full queue
     polls: int = 0  # batched read cycles in poll mode
     reconnects: int = 0
+    decode_fallbacks: int = 0  # publish responses the fast decoder left to asyncua's generic one
 
 
 class _TableSubscription(Subscription):
@@ -121,8 +134,9 @@ class EndpointSession:
         self._sleep = sleep
         self._lost: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.node_ids: dict[int, ua.NodeId] = {}
-        self._live: set[int] = set()
         self._live_ids: npt.NDArray[np.intp] = np.empty(0, dtype=np.intp)
+        self._live_mask: npt.NDArray[np.bool_] = np.zeros(len(table), dtype=bool)  # by tag id
+        self._column_subscriptions: set[int] = set()  # subscription ids decoded into columns
         self.last_publish_s = clock()
         self._tasks: list[asyncio.Task[None]] = []
         self._subscription: _TableSubscription | None = None
@@ -258,8 +272,12 @@ class EndpointSession:
             PublishingEnabled=True,
             Priority=0,
         )
-        subscription = _TableSubscription(self.client.uaclient.session, params, self._ingest)
+        uasession = self.client.uaclient.session
+        install_fast_publish(uasession, self._column_subscriptions.__contains__, self._on_decode_fallback)
+        subscription = _TableSubscription(uasession, params, self._ingest)
         await subscription.init()
+        # responses that arrive before this are decoded by asyncua: _ingest takes both kinds
+        self._column_subscriptions.add(subscription.subscription_id)
         self._subscription = subscription
         tags = {t.tag_id: t for t in spec.tags if t.tag_id in self.node_ids}
         # live before the items exist: initial values may arrive before CreateMonitoredItems returns
@@ -277,8 +295,15 @@ class EndpointSession:
         self.last_publish_s = self._clock()
 
     def _set_live(self, tags: dict[int, TagSpec]) -> None:
-        self._live = set(tags)
         self._live_ids = np.fromiter(sorted(tags), dtype=np.intp, count=len(tags))
+        self._live_mask[:] = False
+        self._live_mask[self._live_ids] = True
+
+    def _on_decode_fallback(self, exc: Exception) -> None:
+        self.stats.decode_fallbacks += 1
+        # said once loudly: a server whose every response falls back costs a core at high rates
+        level = logging.WARNING if self.stats.decode_fallbacks == 1 else logging.DEBUG
+        _log.log(level, "%s: publish response left to asyncua's (slow) decoder: %r", self.spec.name, exc)
 
     def _monitored_item_request(self, tag: TagSpec) -> ua.MonitoredItemCreateRequest:
         interval_ms = self.spec.publishing_interval_ms
@@ -305,7 +330,6 @@ class EndpointSession:
     def _ingest(self, message: ua.NotificationMessage) -> None:
         """Store one publish response. Runs in asyncua's publish loop: no awaits, no I/O."""
         now, wall = self._clock(), self._wall_clock()
-        table, samples, stats, live = self._table, self._samples, self.stats, self._live
         notifications = message.NotificationData or ()
         for notification in notifications:
             if isinstance(notification, ua.StatusChangeNotification) and not notification.Status.is_good():
@@ -313,19 +337,34 @@ class EndpointSession:
                 self.mark_lost(f"subscription status {notification.Status.name}")
                 return
         self.last_publish_s = now
-        stats.publish_responses += 1
+        self.stats.publish_responses += 1
         # a keep-alive or data proves every live item current; values inside a deadband stay fresh
-        table.touch(self._live_ids, now)
+        self._table.touch(self._live_ids, now)
         for notification in notifications:
-            if isinstance(notification, ua.DataChangeNotification):
-                for item in notification.MonitoredItems:
-                    tag = item.ClientHandle
-                    if tag not in live:
-                        continue
-                    value, source_time_s, status, overflow = decode_datavalue(item.Value, wall)
-                    stats.overflows += overflow
-                    stats.notifications += 1
-                    samples.append(table.update(tag, value, source_time_s, status, now))
+            if isinstance(notification, DataChangeColumns):
+                self._store(notification, now, wall, subscribed=True)
+            elif isinstance(notification, ua.DataChangeNotification):  # decoded by asyncua
+                self._store(columns_from_notification(notification), now, wall, subscribed=True)
+
+    def _store(self, columns: DataChangeColumns, now: float, wall: float, *, subscribed: bool) -> None:
+        """Store decoded values into the TagTable and the sample buffer, in their order.
+
+        ``subscribed``: the values are notifications (handles are tag ids, only live tags
+        count, the Overflow bit reports a full server queue), not the results of a read.
+        """
+        tags = columns.handle.astype(np.intp)
+        value, status, source_time_s = columns.value, columns.status, columns.source_time_s
+        if subscribed:
+            # an item of a tag rejected meanwhile (or an unknown handle) is not stored
+            keep = tags < len(self._live_mask)
+            keep[keep] = self._live_mask[tags[keep]]
+            if not keep.all():
+                tags, value, status, source_time_s = tags[keep], value[keep], status[keep], source_time_s[keep]
+            self.stats.overflows += int(np.count_nonzero(columns.overflow[keep]))
+        # no usable timestamp: the receive time, so a sample is never recorded without a time
+        source_time_s = np.where(np.isnan(source_time_s), wall, source_time_s)
+        self.stats.notifications += len(tags)
+        self._samples.append_columns(self._table.update_many(tags, value, source_time_s, status, now))
 
     async def _watchdog(self) -> None:
         """Declare the connection lost when no publish response arrives for keepalive_timeout_s."""
@@ -347,11 +386,7 @@ class EndpointSession:
                 NodesToRead=[ua.ReadValueId(NodeId=self.node_ids[t], AttributeId=ua.AttributeIds.Value) for t in chunk],
             )
             values = await asyncio.wait_for(self.client.uaclient.read(params), self.spec.request_timeout_s)
-            now, wall = self._clock(), self._wall_clock()
-            for tag, dv in zip(chunk, values):
-                value, source_time_s, status, _ = decode_datavalue(dv, wall)
-                self._samples.append(self._table.update(tag, value, source_time_s, status, now))
-                self.stats.notifications += 1
+            self._store(columns_from_datavalues(chunk, values), self._clock(), self._wall_clock(), subscribed=False)
         self.stats.polls += 1
         self.last_publish_s = self._clock()
 

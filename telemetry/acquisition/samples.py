@@ -6,9 +6,10 @@ import asyncio
 import math
 from datetime import datetime, timezone
 
+import numpy as np
 from asyncua import ua
 
-from telemetry.tags import Sample
+from telemetry.tags import Sample, SampleColumns
 
 # a source that sends no timestamp often sends the FILETIME epoch (1601) or year 1
 _NO_TIME_BEFORE = datetime(1900, 1, 1, tzinfo=timezone.utc)
@@ -22,19 +23,64 @@ class SampleBuffer:
 
     Unbounded on purpose: losing nothing is the recorder's promise, and the recorder drains
     this every control period into the durable local store.
+
+    Acquisition appends whole publish responses as columns (:meth:`append_columns`); single
+    samples (:meth:`append`) are kept in arrival order among them. :meth:`drain_columns`
+    hands everything over as one :class:`SampleColumns`; :meth:`drain` as Sample objects.
+
+    A subclass that overrides :meth:`append` to see every sample, and not
+    :meth:`append_columns`, still sees every sample: its columns are appended one sample
+    at a time through its ``append`` (correct but slow; override ``append_columns`` too).
     """
 
+    #: set per subclass: append_columns must feed each sample to an overridden append
+    _per_sample: bool = False
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._per_sample = cls.append is not SampleBuffer.append and cls.append_columns is SampleBuffer.append_columns
+
     def __init__(self) -> None:
-        self._samples: list[Sample] = []
+        self._chunks: list[SampleColumns] = []
+        self._singles: list[Sample] = []  # appended one by one since the last chunk
+        self._len = 0
         #: samples appended since creation (never reset; for self-metrics)
         self.total = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     def append(self, sample: Sample) -> None:
-        self._samples.append(sample)
-        self.total += 1
+        self._singles.append(sample)
+        self._added(1)
+
+    def append_columns(self, columns: SampleColumns) -> None:
+        """Append many samples, in row order. The arrays are kept, not copied: do not modify them."""
+        if self._per_sample:
+            for sample in columns.samples():
+                self.append(sample)
+            return
+        n = len(columns.tag)
+        if not n:
+            return
+        self._close_singles()
+        self._chunks.append(columns)
+        self._added(n)
+
+    def _added(self, n: int) -> None:
+        self._len += n
+        self.total += n
         if self._waiters:
             self._wake()
+
+    def _close_singles(self) -> None:
+        """Turn the single samples into a chunk, so that arrival order is the order of chunks."""
+        if self._singles:
+            singles, self._singles = self._singles, []
+            self._chunks.append(SampleColumns(
+                np.fromiter((s.tag for s in singles), dtype=np.intp, count=len(singles)),
+                np.fromiter((s.value for s in singles), dtype=np.float64, count=len(singles)),
+                np.fromiter((s.source_time_s for s in singles), dtype=np.float64, count=len(singles)),
+                np.fromiter((s.status for s in singles), dtype=np.int64, count=len(singles)),
+            ))
 
     async def wait_total(self, total: int) -> None:
         """Return once ``total`` samples have been appended since creation (a recorder's wake-up)."""
@@ -52,13 +98,25 @@ class SampleBuffer:
             if self.total >= n and not waiter.done():
                 waiter.set_result(None)
 
+    def drain_columns(self) -> SampleColumns:
+        """Hand over the buffered samples as columns, in arrival order, and start a new batch."""
+        self._close_singles()
+        chunks, self._chunks, self._len = self._chunks, [], 0
+        if not chunks:
+            return SampleColumns.empty()
+        if len(chunks) == 1:
+            return chunks[0]
+        return SampleColumns(*(np.concatenate(column) for column in zip(*chunks)))
+
     def drain(self) -> list[Sample]:
-        """Hand over the buffered samples and start a new batch (called by the recorder)."""
-        out, self._samples = self._samples, []
-        return out
+        """Hand over the buffered samples as Sample objects and start a new batch."""
+        if not self._chunks:  # only single samples: hand over the very objects appended
+            out, self._singles, self._len = self._singles, [], 0
+            return out
+        return self.drain_columns().samples()
 
     def __len__(self) -> int:
-        return len(self._samples)
+        return self._len
 
 
 def posix_seconds(when: datetime | None) -> float | None:

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from telemetry.lineproto import EncodedBatch, encode_columns
+from telemetry.lineproto import EncodedBatch, encode_columns, encode_series, series_key
 from telemetry.schema import LOOP, SAMPLE, encode_event
 from telemetry.store import Store
-from telemetry.tags import Sample
+from telemetry.tags import Sample, SampleColumns
 
 log = logging.getLogger(__name__)
 
@@ -41,31 +41,48 @@ class Recorder:
         self._reactor = np.asarray(tag_reactor, dtype=object)
         self._signal = np.asarray(tag_signal, dtype=object)
         self._unit = np.asarray(tag_unit, dtype=object)
+        self._reactors = sorted(set(self._reactor.tolist()))
+        self._keys: list[str] = []
+        self._keys_batches: dict[str, str] | None = None
         self._pending = EncodedBatch()
         self._lock = asyncio.Lock()
         #: points committed since start (self-metric)
         self.committed = 0
 
-    def samples(self, samples: Sequence[Sample], batch_of: dict[str, str]) -> None:
-        """Every acquired value with its quality and source time (measurement ``sample``)."""
-        if not samples:
+    def samples(self, samples: Sequence[Sample] | SampleColumns, batch_of: Mapping[str, str]) -> None:
+        """Every acquired value with its quality and source time (measurement ``sample``).
+
+        Accepts the acquisition buffer's columns (the fast path) or a list of Samples.
+        """
+        if not isinstance(samples, SampleColumns):
+            n = len(samples)
+            samples = SampleColumns(
+                np.fromiter((s.tag for s in samples), dtype=np.intp, count=n),
+                np.fromiter((s.value for s in samples), dtype=np.float64, count=n),
+                np.fromiter((s.source_time_s for s in samples), dtype=np.float64, count=n),
+                np.fromiter((s.status for s in samples), dtype=np.int64, count=n),
+            )
+        if not len(samples.tag):
             return
-        n = len(samples)
-        ids = np.fromiter((s.tag for s in samples), dtype=np.intp, count=n)
-        value = np.fromiter((s.value for s in samples), dtype=np.float64, count=n)
-        t_s = np.fromiter((s.source_time_s for s in samples), dtype=np.float64, count=n)
-        status = np.fromiter((s.status for s in samples), dtype=np.int64, count=n)
-        reactors = self._reactor[ids]
-        batches = np.array([batch_of.get(r, "unknown") for r in reactors], dtype=object)
+        status = samples.status.astype(np.int64, copy=False)
         # A bad value is recorded without `value` (NaN fields are dropped) but with its quality.
-        value = np.where(status & 0x80000000, np.nan, value)
-        self._pending.extend(encode_columns(
-            SAMPLE,
-            {"reactor": list(reactors), "batch": list(batches), "signal": list(self._signal[ids]),
-             "unit": list(self._unit[ids])},
+        value = np.where(status & 0x80000000, np.nan, samples.value)
+        self._pending.extend(encode_series(
+            self._sample_keys(batch_of), samples.tag,
             {"value": value, "good": (status & 0xC0000000) == 0, "quality": status},
-            _seconds_to_ns(t_s),
+            _seconds_to_ns(samples.source_time_s),
         ))
+
+    def _sample_keys(self, batch_of: Mapping[str, str]) -> list[str]:
+        """Series key of every tag id under the current batch ids (rebuilt when a batch changes)."""
+        wanted = {r: batch_of.get(r, "unknown") for r in self._reactors}
+        if wanted != self._keys_batches:
+            self._keys = [
+                series_key(SAMPLE, {"reactor": r, "batch": wanted[r], "signal": s, "unit": u})
+                for r, s, u in zip(self._reactor.tolist(), self._signal.tolist(), self._unit.tolist())
+            ]
+            self._keys_batches = wanted
+        return self._keys
 
     def loops(self, scan_time_s: float, reactors: Sequence[str], loop: str, batches: Sequence[str],
               terms: dict[str, npt.NDArray[np.float64]], mode_codes: npt.NDArray[np.float64],

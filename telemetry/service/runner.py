@@ -42,7 +42,7 @@ from telemetry.service.recorder import Recorder
 from telemetry.service.scan import ControlScan
 from telemetry.sinks import Forwarder, make_influx_sink
 from telemetry.store import Store
-from telemetry.tags import Sample
+from telemetry.tags import Sample, SampleColumns
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,14 @@ class _ClockedSamples(SampleBuffer):
         super().append(sample)
         if not sample.status & 0x80000000:
             self._clock.observe(sample.source_time_s)
+
+    def append_columns(self, columns: SampleColumns) -> None:
+        super().append_columns(columns)
+        good = columns.source_time_s[(columns.status & 0x80000000) == 0]
+        if good.size:
+            # the same as observing each in turn: the first sets the grid, the newest advances it
+            self._clock.observe(float(good[0]))
+            self._clock.observe(float(good.max()))
 
 
 @dataclass
@@ -262,7 +270,7 @@ class Service:
     async def _final_flush(self) -> None:
         if self._flush_task is not None:
             await asyncio.gather(self._flush_task, return_exceptions=True)
-        self.recorder.samples(self.samples.drain(), self.batch_of)
+        self.recorder.samples(self.samples.drain_columns(), self.batch_of)
         await self.recorder.flush()
 
     # ------------------------------------------------------------------------------------ scan
@@ -332,7 +340,7 @@ class Service:
         scan that finds one still running adds its points to the next, and a failed commit
         keeps its points for the next try; ``stop()`` awaits the last one.
         """
-        self.recorder.samples(self.samples.drain(), self.batch_of)
+        self.recorder.samples(self.samples.drain_columns(), self.batch_of)
         if self._flush_task is None or self._flush_task.done():
             self._flush_task = asyncio.create_task(self._flush(), name="recorder-flush")
 
