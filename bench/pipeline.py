@@ -282,7 +282,12 @@ async def _end_to_end(vm: object, tmp: Path, n_reactors: int, duration_s: float,
             profiler.disable()
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
         sim.send_signal(signal.SIGINT)
-        await asyncio.wait_for(sim.wait(), 30)
+        try:
+            await asyncio.wait_for(sim.wait(), 30)
+        except TimeoutError:
+            print("(c) the simulator did not stop on SIGINT within 30 s; killed")
+            sim.kill()
+            await sim.wait()
         # the source is gone: wait until every received sample is committed and forwarded
         deadline = time.monotonic() + 120
         while (len(service.samples) or service.recorder.pending) and time.monotonic() < deadline:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -87,3 +88,16 @@ def test_add_parser_registers_the_subcommand(argv: list[str], code: int, capsys:
     args = parser.parse_args(["check-config", *argv])
     assert args.func(args) == code
     assert "OK:" in capsys.readouterr().out
+
+
+def test_secrets_missing_here_are_warnings_not_errors(tmp_path: Path) -> None:
+    example = ROOT / "config" / "plant.example.toml"
+    env_free = {k: v for k, v in os.environ.items() if not k.startswith("FERMENTRY_")}
+    result = subprocess.run([sys.executable, "-m", "telemetry.check_config", str(example)], cwd=ROOT, env=env_free,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "password_env: environment variable FERMENTRY_OPCUA_PASSWORD is not set here" in result.stderr
+    with_secret = subprocess.run([sys.executable, "-m", "telemetry.check_config", str(example)], cwd=ROOT,
+                                 env={**env_free, "FERMENTRY_OPCUA_PASSWORD": "x"},
+                                 capture_output=True, text=True, timeout=60, check=False)
+    assert with_secret.returncode == 0 and "FERMENTRY_OPCUA_PASSWORD" not in with_secret.stderr
