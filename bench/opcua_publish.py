@@ -9,7 +9,10 @@ Reports, per phase: median and p90 of ``clock.advance(0.1)`` (plant step + publi
 per tick (process time over the window: includes encoding and sending notifications), and the
 notifications per second the client received.
 
-Run: ``.venv/bin/python bench/opcua_publish.py [--reactors 100] [--ticks 100] [--profile]``
+``--asyncua`` runs the server without our fast paths and heap freeze (``fast_paths=False,
+freeze_heap=False``): asyncua's generic encoding of every notification, the baseline.
+
+Run: ``.venv/bin/python bench/opcua_publish.py [--reactors 100] [--ticks 100] [--profile] [--asyncua]``
 """
 
 from __future__ import annotations
@@ -75,12 +78,13 @@ def _report(label: str, times: list[float], cpu_per_tick: float, extra: str = ""
           f"server CPU {1e3 * cpu_per_tick:.1f} ms/tick{extra}", flush=True)
 
 
-async def main(n_reactors: int, n_ticks: int, profile: bool) -> None:
+async def main(n_reactors: int, n_ticks: int, profile: bool, ours: bool) -> None:
     from simulators.opcua import ManualClock, SimulatorServer
     from simulators.process import make_plant
 
     clock = ManualClock()
-    async with SimulatorServer(make_plant("ecoli", n_reactors), port=0, clock=clock) as srv:
+    async with SimulatorServer(make_plant("ecoli", n_reactors), port=0, clock=clock,
+                               fast_paths=ours, freeze_heap=ours) as srv:
         await clock.advance(0.1, ticks=5)  # warm-up
         times, cpu = await _ticks(clock, n_ticks)
         _report(f"{n_reactors} reactors, no client", times, cpu)
@@ -131,9 +135,10 @@ if __name__ == "__main__":
     parser.add_argument("--reactors", type=int, default=100)
     parser.add_argument("--ticks", type=int, default=100)
     parser.add_argument("--profile", action="store_true", help="cProfile the server while subscribed")
+    parser.add_argument("--asyncua", action="store_true", help="asyncua's generic paths, no heap freeze (baseline)")
     parser.add_argument("--client", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
         asyncio.run(_client(args.client, args.reactors))
     else:
-        asyncio.run(main(args.reactors, args.ticks, args.profile))
+        asyncio.run(main(args.reactors, args.ticks, args.profile, not args.asyncua))

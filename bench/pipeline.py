@@ -307,7 +307,10 @@ async def _end_to_end(vm: object, tmp: Path, n_reactors: int, duration_s: float,
 
     with Store(service.store_path) as store:
         points = [(p.line.split(" ", 1)[0], p.time_ns // 1_000_000) for p in store.query("sample")]
+        letters = store.dead_letters()
     stored, distinct = len(points), len(set(points))
+    if letters:
+        print(f"(c) {len(letters)} lines refused by VictoriaMetrics, e.g. {letters[0].line!r}: {letters[0].reason}")
     in_db = _vm_count(vm, "sample_quality")
     def pct(values: list[float], q: float) -> float:
         return 1e3 * values[min(len(values) - 1, int(q * len(values)))] if values else math.nan

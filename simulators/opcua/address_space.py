@@ -281,9 +281,10 @@ def _make_publisher(server: Server, space: AddressSpace) -> _Publisher:
                       _value_attribute(server, space.sim_speed), slot_of)
 
 
-async def _store(attval: AttributeValue, dv: ua.DataValue) -> None:
+async def store_value(attval: AttributeValue, dv: ua.DataValue) -> None:
     """What ``AddressSpace.write_attribute_value`` does for our nodes, minus its lookups and
-    type checks: our values always have the node's type (Double, String) or are Bad and Null."""
+    type checks: our values always have the node's type (Double, String) or are Bad and Null,
+    and our nodes have no value setter (callers that cannot know check ``value_setter``)."""
     attval.value = dv
     attval.value_callback = None
     callbacks = attval.datachange_callbacks
@@ -346,33 +347,39 @@ async def publish(server: Server, space: AddressSpace, readings_by_plant: dict[i
             ok = good_list[i]
             if ok:
                 bindings[i].ever_good = True
-            await _store(attvals[i], ua.DataValue(
+            await store_value(attvals[i], ua.DataValue(
                 ua.Variant(v_list[i], _DOUBLE) if ok else _NULL, StatusCode=_STATUS[status_list[i]],
                 SourceTimestamp=source(t if math.isfinite(t) else readings.time_s), ServerTimestamp=now))
         col.value[changed] = np.where(good[changed], v[changed], math.nan)
         col.status[changed] = status[changed]
 
     any_time_s = 0.0
+    # a plant builds its batch_ids and phases lists on each access: once per plant, not per reactor
+    labels: dict[int, tuple[list[str], list[str]]] = {}
     for info in state.batch_info:
         ref = info.nodes.reactor
         any_time_s = readings_by_plant[id(ref.plant)].time_s
         stamp = source(any_time_s)
-        batch_id, phase = str(ref.plant.batch_ids[ref.index]), str(ref.plant.phases[ref.index])
+        plant_labels = labels.get(id(ref.plant))
+        if plant_labels is None:
+            plant_labels = labels[id(ref.plant)] = (ref.plant.batch_ids, ref.plant.phases)
+        batch_id, phase = str(plant_labels[0][ref.index]), str(plant_labels[1][ref.index])
         if batch_id != info.last_batch_id:
             info.last_batch_id = batch_id
-            await _store(info.batch_id, ua.DataValue(ua.Variant(batch_id, _STRING),
-                                                     SourceTimestamp=stamp, ServerTimestamp=now))
+            await store_value(info.batch_id, ua.DataValue(ua.Variant(batch_id, _STRING),
+                                                          SourceTimestamp=stamp, ServerTimestamp=now))
         if phase != info.last_phase:
             info.last_phase = phase
-            await _store(info.phase, ua.DataValue(ua.Variant(phase, _STRING), SourceTimestamp=stamp, ServerTimestamp=now))
-        await _store(info.process_time_s, ua.DataValue(ua.Variant(float(any_time_s), _DOUBLE),
-                                                       SourceTimestamp=stamp, ServerTimestamp=now))
+            await store_value(info.phase, ua.DataValue(ua.Variant(phase, _STRING), SourceTimestamp=stamp,
+                                                       ServerTimestamp=now))
+        await store_value(info.process_time_s, ua.DataValue(ua.Variant(float(any_time_s), _DOUBLE),
+                                                            SourceTimestamp=stamp, ServerTimestamp=now))
     stamp = source(any_time_s)
-    await _store(state.sim_process_time_s, ua.DataValue(
+    await store_value(state.sim_process_time_s, ua.DataValue(
         ua.Variant(float(any_time_s), _DOUBLE), SourceTimestamp=stamp, ServerTimestamp=now))
     if speed != state.last_speed:
         state.last_speed = speed
-        await _store(state.sim_speed, ua.DataValue(
+        await store_value(state.sim_speed, ua.DataValue(
             ua.Variant(float(speed), _DOUBLE), SourceTimestamp=stamp, ServerTimestamp=now))
 
 

@@ -6,7 +6,9 @@ with the outputs it wants; the actuator
 1. clamps them into ``[lo, hi]`` and their rate of change (per second of *process* time),
    independently of the controllers: the last line of defence;
 2. holds (does not write) any NaN/Inf output: the device keeps its last value;
-3. writes all remaining values in ONE Write service call and checks each status;
+3. writes all remaining values in ONE Write service call and checks each status (the request
+   is encoded by :mod:`telemetry.acquisition.fastencode`: a control scan's 1000 outputs cost
+   ~0.3 ms to encode instead of asyncua's ~7 ms);
 4. retries the failed ones a bounded number of times, each attempt recorded;
 5. reads the written nodes back in one Read call and records any mismatch.
 
@@ -27,8 +29,11 @@ from asyncua import Client, ua
 
 from telemetry.acquisition.addressing import resolve_node_id
 from telemetry.acquisition.errors import AcquisitionError, map_exceptions
+from telemetry.acquisition.fastencode import SCALAR_TYPES, WriteEncoder, install
 from telemetry.acquisition.limits import LIMIT_NAMES, limit_outputs
 from telemetry.acquisition.spec import OutputSpec
+
+install()  # asyncua's client sends our pre-encoded WriteParameters as they are
 
 ActuationMode = Literal["write", "shadow"]
 WriteAction = Literal["written", "failed", "held", "shadow", "not_connected"]
@@ -118,6 +123,10 @@ class Actuator:
         keys = [o.key for o in outputs]
         if len(set(keys)) != len(keys):
             raise ValueError("output keys must be unique")
+        for o in outputs:
+            if o.variant_type not in SCALAR_TYPES:
+                raise ValueError(f"output {o.key}: variant_type must be one of {', '.join(SCALAR_TYPES)}, "
+                                 f"got {o.variant_type!r}")
         self.source = source
         self.outputs = {o.key: o for o in outputs}
         self.mode: ActuationMode = mode
@@ -132,6 +141,7 @@ class Actuator:
         self.last_value: dict[str, float] = {}
         self.last_time_s: dict[str, float] = {}
         self._node_ids: dict[str, ua.NodeId] = {}
+        self._encoder: WriteEncoder | None = None
         self._resolved_for: Client | None = None
 
     async def write(self, requested: Mapping[str, float], process_time_s: float) -> dict[str, WriteResult]:
@@ -185,6 +195,7 @@ class Actuator:
                 with map_exceptions(self.name, "read namespace array"):
                     namespaces = await asyncio.wait_for(client.get_namespace_array(), self.request_timeout_s)
             self._node_ids = {k: resolve_node_id(o.node_id, namespaces) for k, o in self.outputs.items()}
+            self._encoder = WriteEncoder({k: (self._node_ids[k], o.variant_type) for k, o in self.outputs.items()})
             self._resolved_for = client
         unseeded = [k for k in keys if k not in self.last_value]
         if unseeded:
@@ -213,24 +224,17 @@ class Actuator:
         requested: Mapping[str, float],
         process_time_s: float,
     ) -> dict[str, WriteResult]:
+        assert self._encoder is not None  # _prepare() built it for this client
         statuses: dict[str, list[int]] = {k: [] for k in keys}
         pending = list(keys)
         for attempt in range(self.max_attempts):
             if attempt and self.retry_delay_s > 0:
                 await self._sleep(self.retry_delay_s)
-            params = ua.WriteParameters(
-                NodesToWrite=[
-                    ua.WriteValue(
-                        NodeId=self._node_ids[k],
-                        AttributeId=ua.AttributeIds.Value,
-                        Value=ua.DataValue(_variant(value_of[k], self.outputs[k].variant_type)),
-                    )
-                    for k in pending
-                ]
-            )
             try:
                 with map_exceptions(self.name, "write"):
-                    codes = [c.value for c in await asyncio.wait_for(client.uaclient.write(params), self.request_timeout_s)]
+                    params = self._encoder.encode(pending, [value_of[k] for k in pending])
+                    write = client.uaclient.write(params)  # type: ignore[arg-type]  # duck-typed WriteParameters
+                    codes = [c.value for c in await asyncio.wait_for(write, self.request_timeout_s)]
             except AcquisitionError as exc:
                 codes = [_status_of(exc)] * len(pending)
             for key, code in zip(pending, codes):
@@ -302,15 +306,6 @@ def _finite_or_nan(value: object) -> float:
     except (TypeError, ValueError):
         return math.nan
     return f if math.isfinite(f) else math.nan
-
-
-def _variant(value: float, variant_type: str) -> ua.Variant:
-    vtype = ua.VariantType[variant_type]
-    if vtype in (ua.VariantType.Double, ua.VariantType.Float):
-        return ua.Variant(float(value), vtype)
-    if vtype is ua.VariantType.Boolean:
-        return ua.Variant(bool(value >= 0.5), vtype)
-    return ua.Variant(int(round(value)), vtype)
 
 
 def _status_of(exc: AcquisitionError) -> int:
