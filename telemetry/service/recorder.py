@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from telemetry.lineproto import EncodedBatch, encode_columns, encode_series, series_key
+from telemetry.lineproto import EncodedBatch, encode_series, series_key
 from telemetry.schema import LOOP, SAMPLE, encode_event
 from telemetry.store import Store
 from telemetry.tags import Sample, SampleColumns
@@ -44,6 +44,7 @@ class Recorder:
         self._reactors = sorted(set(self._reactor.tolist()))
         self._keys: list[str] = []
         self._keys_batches: dict[str, str] | None = None
+        self._loop_keys: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[str]] = {}
         self._pending = EncodedBatch()
         self._lock = asyncio.Lock()
         #: points committed since start (self-metric)
@@ -90,9 +91,15 @@ class Recorder:
         """One loop's internals for every reactor of a group (measurement ``loop``)."""
         n = len(reactors)
         modes = _MODE_NAMES[np.clip(mode_codes.astype(np.intp), 0, 2)]
-        self._pending.extend(encode_columns(
-            LOOP,
-            {"reactor": list(reactors), "batch": list(batches), "loop": loop},
+        cache_key = (loop, tuple(reactors), tuple(batches))
+        keys = self._loop_keys.get(cache_key)
+        if keys is None:
+            if len(self._loop_keys) > 10_000:  # batch ids change rarely; never grow without bound
+                self._loop_keys.clear()
+            keys = self._loop_keys[cache_key] = [
+                series_key(LOOP, {"reactor": r, "batch": b, "loop": loop}) for r, b in zip(reactors, batches)]
+        self._pending.extend(encode_series(
+            keys, np.arange(n),
             {**terms, "mode": modes, "saturated": saturated, "pv_ok": pv_ok},
             np.full(n, _seconds_to_ns(np.array([scan_time_s]))[0], dtype=np.int64),
         ))

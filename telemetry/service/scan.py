@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +33,9 @@ class ScanOutput:
 
     requests: dict[str, float] = field(default_factory=dict)
     bad_loops: int = 0
+    loop_records: list[tuple[Any, ...]] = field(default_factory=list)
+    """Arguments of ``Recorder.loops`` for each loop of the scan: recorded by :meth:`ControlScan.record`
+    after the outputs are written, so encoding loop internals never delays a write."""
 
 
 class ControlScan:
@@ -79,6 +83,12 @@ class ControlScan:
         self.scans += 1
         return out
 
+    def record(self, out: ScanOutput) -> None:
+        """Hand the scan's loop internals to the recorder (after its outputs are written)."""
+        for args in out.loop_records:
+            self.recorder.loops(*args)
+        out.loop_records.clear()
+
     def check_alarms(self, t_s: float, now_s: float) -> None:
         """Raise or clear bad-measurement alarms without stepping the loops (the runner's
         watchdog, when no new source time arrives: a silent plant must still alarm)."""
@@ -119,9 +129,11 @@ class ControlScan:
         comps = prog.components()
         for row, name in enumerate(prog.loop_names):
             c = comps[name]
-            terms = {"sp": c["sp"], "pv": pv[row], "mv": c["out"], "p": c["p"], "i": c["i"], "d": c["d"]}
-            self.recorder.loops(t_s, g.reactors, name, batches, terms, c["mode"],
-                                (c["sat_hi"] > 0) | (c["sat_lo"] > 0), pv_ok[row])
+            # copies: the bank's arrays change in place at the next step
+            terms = {"sp": c["sp"].copy(), "pv": pv[row].copy(), "mv": c["out"].copy(), "p": c["p"].copy(),
+                     "i": c["i"].copy(), "d": c["d"].copy()}
+            out.loop_records.append((t_s, g.reactors, name, batches, terms, c["mode"].copy(),
+                                     (c["sat_hi"] > 0) | (c["sat_lo"] > 0), pv_ok[row].copy()))
 
     def _hold_offline(self, k: int, g: LoopGroup) -> list[tuple[str, int, str]]:
         """Hold the loops whose actuators sit on a lost endpoint, and take them over again afterwards.
