@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any, Union
 
 import numpy as np
@@ -333,7 +333,7 @@ def _encode_rows(
         per_row.append((ekey, texts, suffix))
     constants = ",".join(constant_fields)
     series = list(map(keys.__getitem__, codes.tolist()))
-    stamps = _int_texts(times)
+    stamps = _time_texts(times)
     if not per_row and not constants:
         out.dropped_lines = n
         return out
@@ -374,6 +374,18 @@ def _int_texts(values: npt.NDArray[np.int64]) -> list[str]:
     return orjson.dumps(np.ascontiguousarray(values, dtype=np.int64), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].decode().split(",")
 
 
+def _time_texts(times: npt.NDArray[np.int64]) -> list[str]:
+    """Integers as text; runs of equal values (one scan's timestamps, Good status codes) are
+    formatted once and repeated."""
+    if times.size < 2:
+        return _int_texts(times)
+    change = np.flatnonzero(np.r_[True, times[1:] != times[:-1]])
+    if change.size * 4 > times.size:
+        return _int_texts(times)
+    lengths = np.diff(np.r_[change, times.size]).tolist()
+    return list(chain.from_iterable(map(repeat, _int_texts(times[change]), lengths)))
+
+
 def _float_texts(values: npt.NDArray[np.float64]) -> list[str]:
     """Shortest round-trip texts of finite floats (non-finite ones come out as ``null``).
 
@@ -405,7 +417,7 @@ def _format_column(name: str, column: ColumnLike) -> tuple[list[str | None], str
     if kind in "iu":
         if kind == "u" and arr.size and int(arr.max()) > _INT64_MAX:
             raise ValueError(f"field column {name!r} holds values above the int64 range")
-        return _int_texts(arr.astype(np.int64)), "i", 0, False  # type: ignore[return-value]
+        return _time_texts(arr.astype(np.int64)), "i", 0, False  # type: ignore[return-value]
     if kind in "OU":
         out: list[str | None] = []
         dropped = 0

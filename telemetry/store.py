@@ -129,14 +129,27 @@ class StoredPoint(NamedTuple):
 
 
 class StoredRun(NamedTuple):
-    """Points with consecutive ids ``first_id .. first_id + len(lines) - 1``, in id order."""
+    """Points with consecutive ids ``first_id .. first_id + count - 1``, in id order.
+
+    ``body`` is their lines as stored (UTF-8, ``\n``-separated): exactly what a sink sends,
+    so forwarding never builds a Python string per line.
+    """
 
     first_id: int
-    lines: list[str]
+    count: int
+    body: bytes
 
     @property
     def last_id(self) -> int:
-        return self.first_id + len(self.lines) - 1
+        return self.first_id + self.count - 1
+
+    @property
+    def lines(self) -> list[str]:
+        return self.body.decode().split("\n") if self.count else []
+
+    @classmethod
+    def from_lines(cls, first_id: int, lines: Sequence[str]) -> StoredRun:
+        return cls(first_id, len(lines), "\n".join(lines).encode())
 
 
 @dataclass(frozen=True)
@@ -188,7 +201,8 @@ class Store:
         self._lock = threading.Lock()  # the writing connection
         self._rlock = threading.Lock()  # the reading connection
         self._cache_lock = threading.Lock()
-        self._cache: OrderedDict[int, list[str]] = OrderedDict()
+        # first_id -> (blob, start offset of every line plus one past the end): the newest chunks
+        self._cache: OrderedDict[int, tuple[bytes, npt.NDArray[np.int64]]] = OrderedDict()
         self._cache_lines = 0
         self._memory = self.path == ":memory:"
         try:
@@ -274,14 +288,14 @@ class Store:
             self._last_id = last
             listeners = list(self._listeners)
         with self._cache_lock:
-            for chunk_first, chunk_lines in chunks:
-                self._cache_put(chunk_first, chunk_lines)
+            for chunk_first, blob, offsets in chunks:
+                self._cache_put(chunk_first, blob, offsets)
         for listener in listeners:
             listener(last)
         return range(first, last + 1)
 
     def _write_chunks(self, first: int, lines: list[str], series_ids: npt.NDArray[np.int64],
-                      times: npt.NDArray[np.int64]) -> list[tuple[int, list[str]]]:
+                      times: npt.NDArray[np.int64]) -> list[tuple[int, bytes, npt.NDArray[np.int64]]]:
         """Insert the lines as chunks (grouped by series), with their index rows; caller commits."""
         if series_ids.size > 1 and not bool(np.all(series_ids[1:] >= series_ids[:-1])):
             order = np.argsort(series_ids, kind="stable")
@@ -291,12 +305,12 @@ class Store:
         for start in range(0, len(lines), _CHUNK_MAX_LINES):
             stop = min(start + _CHUNK_MAX_LINES, len(lines))
             part = lines[start:stop] if (start, stop) != (0, len(lines)) else lines
-            self._insert_chunk(first + start, part, series_ids[start:stop], times[start:stop])
-            written.append((first + start, part))
+            blob, offsets = self._insert_chunk(first + start, part, series_ids[start:stop], times[start:stop])
+            written.append((first + start, blob, offsets))
         return written
 
     def _insert_chunk(self, first: int, lines: list[str], series_ids: npt.NDArray[np.int64],
-                      times: npt.NDArray[np.int64]) -> None:
+                      times: npt.NDArray[np.int64]) -> tuple[bytes, npt.NDArray[np.int64]]:
         n = len(lines)
         text = "\n".join(lines)
         blob = text.encode()
@@ -316,6 +330,7 @@ class Store:
                 np.maximum.reduceat(times, group).tolist(), group.tolist(), group_end.tolist(),
                 starts[group].tolist(), ends[group_end - 1].tolist()),
         )
+        return blob, np.append(starts, len(blob) + 1)
 
     def _series_id(self, key: str) -> int:
         found = self._series_ids.get(key)
@@ -343,10 +358,11 @@ class Store:
 
         The forwarding read: the run stops early where retention left a gap in the ids.
         """
-        lines: list[str] = []
+        parts: list[bytes] = []
+        count = 0
         run_first = 0
         next_id = after_id + 1
-        while len(lines) < limit:
+        while count < limit:
             with self._rlock:
                 row = self._rdb.execute(
                     "SELECT first_id, last_id FROM chunks WHERE last_id >= ? ORDER BY last_id LIMIT 1", (next_id,)
@@ -354,20 +370,24 @@ class Store:
             if row is None:
                 break
             first, last = row
-            if lines and first != next_id:
+            if parts and first != next_id:
                 break  # a gap: the next run starts there
-            chunk = self._chunk_lines(first)
+            chunk = self._chunk(first)
             if chunk is None:  # pruned meanwhile
                 break
-            start = max(next_id, first)
-            if not lines:
-                run_first = start
-            take = chunk[start - first : start - first + limit - len(lines)]
-            lines.extend(take)
-            next_id = start + len(take)
+            blob, offsets = chunk
+            a = max(next_id, first) - first
+            b = min(a + limit - count, len(offsets) - 1)
+            if not parts:
+                run_first = first + a
+            parts.append(blob[int(offsets[a]) : int(offsets[b]) - 1])
+            count += b - a
+            next_id = first + b
             if next_id <= last:
                 break
-        return StoredRun(run_first, lines) if lines else None
+        if not parts:
+            return None
+        return StoredRun(run_first, count, parts[0] if len(parts) == 1 else b"\n".join(parts))
 
     def read_after(self, after_id: int, limit: int) -> list[StoredPoint]:
         """Up to ``limit`` points with id > ``after_id``, in id order, as StoredPoints."""
@@ -380,29 +400,32 @@ class Store:
             after_id = run.last_id
         return out
 
-    def _chunk_lines(self, first_id: int) -> list[str] | None:
+    def _chunk(self, first_id: int) -> tuple[bytes, npt.NDArray[np.int64]] | None:
+        """A chunk's blob and line offsets, from the cache or the file."""
         with self._cache_lock:
-            lines = self._cache.get(first_id)
-            if lines is not None:
+            chunk = self._cache.get(first_id)
+            if chunk is not None:
                 self._cache.move_to_end(first_id)
-                return lines
+                return chunk
         with self._rlock:
             row = self._rdb.execute("SELECT lines FROM chunks WHERE first_id = ?", (first_id,)).fetchone()
         if row is None:
             return None
-        lines = bytes(row[0]).decode().split("\n")
+        blob = bytes(row[0])
+        newlines = np.flatnonzero(np.frombuffer(blob, dtype=np.uint8) == 10)
+        offsets = np.concatenate([[0], newlines + 1, [len(blob) + 1]]).astype(np.int64)
         with self._cache_lock:
-            self._cache_put(first_id, lines)
-        return lines
+            self._cache_put(first_id, blob, offsets)
+        return blob, offsets
 
-    def _cache_put(self, first_id: int, lines: list[str]) -> None:
+    def _cache_put(self, first_id: int, blob: bytes, offsets: npt.NDArray[np.int64]) -> None:
         if first_id in self._cache:
             return
-        self._cache[first_id] = lines
-        self._cache_lines += len(lines)
+        self._cache[first_id] = (blob, offsets)
+        self._cache_lines += len(offsets) - 1
         while self._cache_lines > _CACHE_MAX_LINES and len(self._cache) > 1:
-            _, old = self._cache.popitem(last=False)
-            self._cache_lines -= len(old)
+            _, (_, old) = self._cache.popitem(last=False)
+            self._cache_lines -= len(old) - 1
 
     def last_id(self) -> int:
         """Highest id ever given (0 for a new store); survives retention."""
@@ -594,7 +617,7 @@ class Store:
         with self._cache_lock:
             for f, _ in doomed:
                 if f in self._cache:
-                    self._cache_lines -= len(self._cache.pop(f))
+                    self._cache_lines -= len(self._cache.pop(f)[1]) - 1
         if dropped:
             log.warning("retention dropped %d points that were never forwarded (store %s)", dropped, self.path)
         return PruneResult(deleted, dropped, unacked - dropped)

@@ -21,8 +21,9 @@ class Sink(Protocol):
     name: str
     """Stable name; it keys the sink's durable cursor in the store."""
 
-    async def write(self, lines: Sequence[str]) -> None:
-        """Send the lines as one request; return only when the server has accepted all of them.
+    async def write(self, lines: Sequence[str] | bytes) -> None:
+        """Send the lines (or a body of ``\n``-separated UTF-8 lines, as the store keeps them)
+        as one request; return only when the server has accepted all of them.
 
         Raises
         ------

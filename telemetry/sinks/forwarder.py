@@ -1,8 +1,9 @@
 """The forwarder: the runner that moves points from the durable store to one sink.
 
 One forwarder per sink. It reads the store in id order from the sink's own durable cursor,
-sends batches (about 5000 lines), and moves the cursor only after the sink accepted a batch, so
-the store is the outbox and nothing is lost by an outage, a crash or a shutdown:
+sends batches (about 5000 lines, two in flight so the server works while an answer travels
+back), and moves the cursor only past batches the sink accepted, in order, so the store is the
+outbox and nothing is lost by an outage, a crash or a shutdown:
 
 * transport errors, 429, 5xx: the same batch is sent again after a back-off; ``Retry-After`` is
   honoured, otherwise exponential back-off with jitter;
@@ -67,6 +68,10 @@ class Forwarder:
         Where the lines go. The forwarder closes it when it stops.
     batch_size : int
         Lines per request when nothing forces smaller ones.
+    max_in_flight : int
+        Requests sent before the first is answered. 2 keeps the server busy while the answer
+        to the previous batch travels back (a drain over a 50 ms link is otherwise capped at
+        one batch per round trip); the cursor still moves strictly in order.
     backoff_initial_s, backoff_max_s : float
         Exponential back-off range (with jitter) after transport errors and 5xx without
         ``Retry-After``.
@@ -90,6 +95,7 @@ class Forwarder:
         sink: Sink,
         *,
         batch_size: int = 5000,
+        max_in_flight: int = 2,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 60.0,
         retry_after_max_s: float = 300.0,
@@ -101,6 +107,9 @@ class Forwarder:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        self._max_in_flight = max_in_flight
         self.store = store
         self.sink = sink
         self.name = sink.name
@@ -175,38 +184,74 @@ class Forwarder:
             self._latest_id = await asyncio.to_thread(self.store.last_id)
             self._update_lag()
             self._acked.set()
-            while not self._stopping.is_set():
-                self._new_data.clear()
-                run = await asyncio.to_thread(self.store.read_run, self.metrics.cursor, self._batch_limit)
-                if run is None:
-                    if self.metrics.state == "starting":
-                        self._enter("ok")
-                    await self._wait_any(self._new_data.wait(), timeout_s=self._idle_poll_s)
-                    continue
-                await self._deliver(run)
+            await self._forward()
         finally:
             self.store.remove_listener(on_append)
             self.metrics.state = "stopped"
             self._acked.set()
+
+    async def _forward(self) -> None:
+        """Keep up to ``max_in_flight`` consecutive runs in delivery; ack in id order.
+
+        The cursor moves only past runs that are wholly delivered (or dead-lettered) and whose
+        predecessors are too, so a later run finishing first never skips an earlier one.
+        """
+        in_flight: deque[tuple[StoredRun, asyncio.Task[bool]]] = deque()
+        read_pos = self.metrics.cursor
+        try:
+            while not self._stopping.is_set():
+                self._new_data.clear()
+                while len(in_flight) < self._max_in_flight:
+                    run = await asyncio.to_thread(self.store.read_run, read_pos, self._batch_limit)
+                    if run is None:
+                        break
+                    read_pos = run.last_id
+                    in_flight.append((run, asyncio.create_task(self._deliver(run), name=f"forward {self.name}")))
+                if not in_flight:
+                    if self.metrics.state == "starting":
+                        self._enter("ok")
+                    await self._wait_any(self._new_data.wait(), timeout_s=self._idle_poll_s)
+                    continue
+                waiters: set[asyncio.Future[object]] = {task for _, task in in_flight}  # type: ignore[misc]
+                if len(in_flight) < self._max_in_flight:  # a free slot: new data may fill it
+                    waiters.add(asyncio.ensure_future(self._new_data.wait()))
+                await self._wait_any(asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED))
+                for w in waiters:
+                    if w not in {task for _, task in in_flight}:
+                        w.cancel()
+                acked = None
+                while in_flight and in_flight[0][1].done():
+                    run, task = in_flight.popleft()
+                    if not task.result():  # stopped before it was delivered
+                        return
+                    acked = run.last_id
+                if acked is not None:
+                    await self._ack(acked)
+        finally:
+            for _, task in in_flight:
+                task.cancel()
+            await asyncio.gather(*(task for _, task in in_flight), return_exceptions=True)
 
     def _on_append(self, last_id: int) -> None:
         self._latest_id = max(self._latest_id, last_id)
         self._update_lag()
         self._new_data.set()
 
-    async def _deliver(self, run: StoredRun) -> None:
+    async def _deliver(self, run: StoredRun) -> bool:
+        """Send one run (splitting, dead-lettering, retrying as needed); True once all of it is
+        delivered or dead-lettered, False when stopped first. The caller acknowledges."""
         chunks: deque[StoredRun] = deque([run])
         while chunks and not self._stopping.is_set():
             chunk = chunks[0]
             try:
-                await self.sink.write(chunk.lines)
+                await self.sink.write(chunk.body)
             except SinkAuthError as exc:
                 self._enter("auth_failed", exc)
                 self.metrics.retries += 1
                 await self._pause(self._auth_retry_s)
                 continue
             except (SinkTooLarge, SinkRejected) as exc:
-                n = len(chunk.lines)
+                n = chunk.count
                 if isinstance(exc, SinkTooLarge):
                     self._batch_limit = max(1, n // 2)
                 chunks.popleft()
@@ -214,8 +259,9 @@ class Forwarder:
                     await self._dead_letter(chunk, exc)
                     continue
                 half = n // 2
-                chunks.extendleft([StoredRun(chunk.first_id + half, chunk.lines[half:]),
-                                   StoredRun(chunk.first_id, chunk.lines[:half])])
+                lines = chunk.lines
+                chunks.extendleft([StoredRun.from_lines(chunk.first_id + half, lines[half:]),
+                                   StoredRun.from_lines(chunk.first_id, lines[:half])])
                 self.metrics.splits += 1
                 continue
             except SinkError as exc:
@@ -226,15 +272,14 @@ class Forwarder:
                 await self._pause(self._retry_delay(exc))
                 continue
             chunks.popleft()
-            await self._ack(chunk.last_id)
-            self.metrics.points_forwarded += len(chunk.lines)
+            self.metrics.points_forwarded += chunk.count
             self.metrics.batches_sent += 1
             self._enter("ok")
+        return not chunks
 
     async def _dead_letter(self, point: StoredRun, exc: SinkError) -> None:
         reason = str(exc)
         await asyncio.to_thread(self.store.dead_letter, self.name, [(point.first_id, point.lines[0], reason)])
-        await self._ack(point.first_id)
         self.metrics.dead_lettered += 1
         log.warning("sink %s refused point %d for good (%s); kept in dead letters", self.name, point.first_id, reason)
 

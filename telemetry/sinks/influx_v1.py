@@ -51,10 +51,10 @@ class InfluxV1Sink:
         # the forwarder owns retries; urllib3 must not retry or follow redirects behind its back
         self._pool = urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(total=timeout_s), maxsize=2)
 
-    async def write(self, lines: Sequence[str]) -> None:
+    async def write(self, lines: Sequence[str] | bytes) -> None:
         if not lines:
             return
-        body = "\n".join(lines).encode("utf-8")
+        body = lines if isinstance(lines, bytes) else "\n".join(lines).encode("utf-8")
         await asyncio.to_thread(self._post, body)
 
     def _post(self, body: bytes) -> None:

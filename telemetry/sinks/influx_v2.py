@@ -60,12 +60,12 @@ class InfluxV2Sink:
         )
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
 
-    async def write(self, lines: Sequence[str]) -> None:
+    async def write(self, lines: Sequence[str] | bytes) -> None:
         if not lines:
             return
-        await asyncio.to_thread(self._write, "\n".join(lines))
+        await asyncio.to_thread(self._write, lines if isinstance(lines, bytes) else "\n".join(lines))
 
-    def _write(self, body: str) -> None:
+    def _write(self, body: str | bytes) -> None:
         from influxdb_client.client.write_api import WritePrecision
         from influxdb_client.rest import ApiException
 

@@ -296,3 +296,44 @@ async def test_stop_is_bounded_and_keeps_unacked_points(store: Store) -> None:
         assert store.cursor(forwarder.name) == 0 and ids[-1] == 10
     finally:
         server.close()
+
+
+async def test_two_batches_in_flight_and_the_cursor_moves_only_in_order(store: Store) -> None:
+    first_may_answer, second_answered = threading.Event(), threading.Event()
+    bodies: list[bytes] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            k = len(bodies)
+            bodies.append(body)
+            if k == 0:
+                first_may_answer.wait(30)  # the first batch's answer is slow
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            if k == 1:
+                second_answered.set()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        ids = store.append(samples("sample", 10))
+        sink = InfluxV1Sink(f"http://127.0.0.1:{httpd.server_address[1]}", database="db")
+        async with Forwarder(store, sink, batch_size=5) as forwarder:
+            # the second batch went out and was answered while the first was still unanswered
+            assert await asyncio.to_thread(second_answered.wait, 10)
+            while forwarder.metrics.batches_sent < 1:
+                await asyncio.sleep(0.01)
+            assert forwarder.metrics.cursor == 0 and store.cursor(forwarder.name) == 0
+            first_may_answer.set()
+            await asyncio.wait_for(forwarder.wait_acked(ids[-1]), 10)
+        assert store.cursor(forwarder.name) == 10
+        assert b"\n".join(bodies[:2]) == "\n".join(p.line for p in store.read_after(0, 10)).encode()
+    finally:
+        first_may_answer.set()
+        httpd.shutdown()
+        httpd.server_close()

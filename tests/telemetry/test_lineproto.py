@@ -184,3 +184,12 @@ def test_tricky_names_survive_victoria_metrics(vm_server: VictoriaMetricsServer,
     assert {labels[0][1]: vals for (_, labels), vals in got.items()} == {
         t: [((1700000000 + i) * 1000, float(i))] for i, t in enumerate(tricky)
     }
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(1, 40)), min_size=1, max_size=20))
+def test_repeated_timestamps_are_written_on_every_line(runs) -> None:
+    times = np.repeat([1_700_000_000_000_000_000 + 7 * t for t, _ in runs], [n for _, n in runs])
+    batch = encode_columns("m", {}, {"v": np.arange(times.size, dtype=np.int64)}, times)
+    assert [parse_line(line).time_ns for line in batch.lines] == times.tolist()
+    assert [parse_line(line).fields["v"] for line in batch.lines] == list(range(times.size))
