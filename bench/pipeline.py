@@ -302,6 +302,13 @@ async def _end_to_end(vm: object, tmp: Path, n_reactors: int, duration_s: float,
         n1, t1 = service.samples.total, time.perf_counter()
         latencies = sorted(service.stats.scan_latency_s[k0:])
         own = sorted(service.stats.service_latency_s[j0:])
+        upstream = sorted(a - b for a, b in zip(service.stats.scan_latency_s[k0:], service.stats.service_latency_s[j0:]))
+        phases = np.array(service.stats.scan_phases_s[j0:]) * 1e3
+        if len(phases):
+            wait, compute, write = np.median(phases, axis=0)
+            print(f"(c) medians per scan: newest input's source time -> arrival of the sample that made the scan due "
+                  f"{1e3 * statistics.median(upstream):.1f} ms; -> scan start {wait:.1f} ms; loops computed "
+                  f"{compute:.1f} ms; 1000 outputs written {write:.1f} ms")
         if profiler is not None:
             import pstats
 

@@ -82,6 +82,8 @@ class ServiceStats:
     last_scan_wall_s: float = 0.0
     scan_latency_s: list[float] = field(default_factory=list)  # source time of newest pv -> outputs written (wall)
     service_latency_s: list[float] = field(default_factory=list)  # sample that made the scan due arrived -> written
+    # per scan: (due sample arrived -> scan started, loops computed, outputs written) in s
+    scan_phases_s: list[tuple[float, float, float]] = field(default_factory=list)
 
 
 class Service:
@@ -322,14 +324,18 @@ class Service:
         if self.feed_state is not None and self.feed_state.pending & self._batch_known:
             await self._restore_feed_state(t_s)
         newest_input_s = self.process_clock.now_s  # source time of the newest value this scan uses
-        out = self.scan.step(t_s, dt_s, self.clock(), self.batch_of)
+        started = self.clock()
+        out = self.scan.step(t_s, dt_s, started, self.batch_of)
+        computed = self.clock()
         await self._write(out.requests, t_s)
+        written = self.clock()
         self.scan.record(out)
         self.stats.scans += 1
         # Newest source timestamp of the scan's inputs -> outputs written: a real latency only
         # when the source clock is wall time (a plant, or a simulator at 1x).
         self.stats.scan_latency_s.append(time.time() - newest_input_s)
-        self.stats.service_latency_s.append(self.clock() - self.process_clock.due_at)
+        self.stats.service_latency_s.append(written - self.process_clock.due_at)
+        self.stats.scan_phases_s.append((started - self.process_clock.due_at, computed - started, written - computed))
         self._record()
         if self.feed_state is not None and (self._feed_save_task is None or self._feed_save_task.done()):
             # A save still running is not awaited: the next scan saves the newer state.
