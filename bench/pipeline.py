@@ -361,7 +361,7 @@ def _vm_count(vm: object, metric: str) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", type=int, default=100_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--reactors", type=int, default=100, help="(c) simulated reactors")
     parser.add_argument("--duration", type=float, default=25.0, help="(c) measured wall seconds")
     parser.add_argument("--profile", action="store_true", help="(c) cProfile the service during the window")
