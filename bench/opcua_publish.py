@@ -28,10 +28,26 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-async def _client(url: str, n_reactors: int) -> None:
-    from asyncua import Client, ua
+async def subscribe_signals(client: object, handler: object, n_reactors: int, names: list[str], *,
+                            publishing_ms: float, lifetime_count: int, keepalive_count: int) -> list[object]:
+    """Subscribe ``client`` to ``names`` of every reactor, unfiltered, as the service does."""
+    from asyncua import ua
 
     from simulators.opcua import signal_nodeid
+
+    params = ua.CreateSubscriptionParameters(
+        RequestedPublishingInterval=publishing_ms, RequestedLifetimeCount=lifetime_count,
+        RequestedMaxKeepAliveCount=keepalive_count, MaxNotificationsPerPublish=0, PublishingEnabled=True, Priority=0)
+    sub = await client.create_subscription(params, handler)  # type: ignore[attr-defined]
+    nodes = [client.get_node(signal_nodeid(f"R{k + 1}", n)) for k in range(n_reactors) for n in names]  # type: ignore[attr-defined]
+    for i in range(0, len(nodes), 1000):
+        await sub.subscribe_data_change(nodes[i:i + 1000], queuesize=10, sampling_interval=0.0)
+    return nodes
+
+
+async def _client(url: str, n_reactors: int) -> None:
+    from asyncua import Client
+
     from simulators.process import make_plant
 
     names = [s.name for s in make_plant("ecoli", 1).signals]
@@ -43,13 +59,8 @@ async def _client(url: str, n_reactors: int) -> None:
             count += 1
 
     async with Client(url, timeout=30) as client:
-        params = ua.CreateSubscriptionParameters(
-            RequestedPublishingInterval=100.0, RequestedLifetimeCount=600, RequestedMaxKeepAliveCount=1,
-            MaxNotificationsPerPublish=0, PublishingEnabled=True, Priority=0)
-        sub = await client.create_subscription(params, Handler())
-        nodes = [client.get_node(signal_nodeid(f"R{k + 1}", n)) for k in range(n_reactors) for n in names]
-        for i in range(0, len(nodes), 1000):
-            await sub.subscribe_data_change(nodes[i:i + 1000], queuesize=10, sampling_interval=0.0)
+        nodes = await subscribe_signals(client, Handler(), n_reactors, names, publishing_ms=100.0,
+                                        lifetime_count=600, keepalive_count=1)
         print(f"SUBSCRIBED {len(nodes)}", flush=True)
         while True:
             line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)

@@ -194,9 +194,8 @@ class _Server:
 async def _load_client(url: str, n_reactors: int) -> None:
     """The ``--load`` child: subscribes to every signal the writing client does not (the outputs),
     so that together they load the server as the service does, until QUIT."""
-    from asyncua import Client, ua
+    from asyncua import Client
 
-    from simulators.opcua import signal_nodeid
     from simulators.process import make_plant
 
     class Handler:
@@ -204,14 +203,11 @@ async def _load_client(url: str, n_reactors: int) -> None:
             pass
 
     names = [s.name for s in make_plant("ecoli", 1).signals if s.name not in OUTPUTS]
+    from opcua_publish import subscribe_signals  # bench/ is the script's directory, on sys.path
+
     async with Client(url, timeout=30) as client:
-        params = ua.CreateSubscriptionParameters(
-            RequestedPublishingInterval=20.0, RequestedLifetimeCount=10000, RequestedMaxKeepAliveCount=5000,
-            MaxNotificationsPerPublish=0, PublishingEnabled=True, Priority=0)
-        sub = await client.create_subscription(params, Handler())
-        nodes = [client.get_node(signal_nodeid(f"R{k + 1}", n)) for k in range(n_reactors) for n in names]
-        for i in range(0, len(nodes), 1000):
-            await sub.subscribe_data_change(nodes[i:i + 1000], queuesize=10, sampling_interval=0.0)
+        await subscribe_signals(client, Handler(), n_reactors, names, publishing_ms=20.0,
+                                lifetime_count=10000, keepalive_count=5000)
         print("READY", flush=True)
         line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         assert not line or line.startswith("QUIT")
