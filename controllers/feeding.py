@@ -691,7 +691,7 @@ class FeedBank:
 
     def restore(self, snapshot: Mapping[str, object], *,
                 rows_ok: Callable[[str, int], bool] | npt.ArrayLike | None = None,
-                t_s: float | None = None) -> list[FeedEvent]:
+                t_s: float | None = None, counted_until_s: float | None = None) -> list[FeedEvent]:
         """Continue from a :meth:`snapshot`: copy the state of matching rows into this bank.
 
         A saved row is restored into the bank row with the same feed name, reactor index and
@@ -708,7 +708,15 @@ class FeedBank:
             Which bank rows may be restored (default all); the caller decides, e.g. only
             reactors still running the batch the snapshot was taken in.
         t_s : float, optional
-            Process time now, s; only for the messages ("started 5.2 h ago").
+            Process time now, s; for the messages ("started 5.2 h ago") and, with
+            ``counted_until_s``, the time the pumps ran unattended.
+        counted_until_s : float, optional
+            Process time up to which the snapshot's totaliser had counted (its last step's
+            time plus that step's interval: a step counts the interval it sets the rate for).
+            Nothing changed a pump's setpoint since (the PLC holds the last value written), so
+            each restored feed is credited ``pump rate x (t_s - counted_until_s)`` on its
+            totaliser, capped by ``max_total_l``: the bottle limit and the feed's volume
+            accounting stay true after an outage.
 
         Returns
         -------
@@ -756,12 +764,19 @@ class FeedBank:
             for name, x in floats.items():
                 getattr(st, name)[i] = x
             st.stop[i] = stop
-            st.totaliser.total_l[i], st.totaliser.rate_l_per_h[i] = total, pump
+            unattended_l = 0.0
+            if t_s is not None and counted_until_s is not None and t_s > counted_until_s and pump > 0:
+                unattended_l = min(pump * (t_s - counted_until_s) / 3600.0, max(float(self.max_total_l[i]) - total, 0.0))
+            st.totaliser.total_l[i], st.totaliser.rate_l_per_h[i] = total + unattended_l, pump
             if do is not None:
                 st.do_bucket_min_pct[do_pos[i]], st.do_bucket_id[do_pos[i]] = do
             if our is not None:
                 self._our_max[our_pos[i]], self._our_low_since[our_pos[i]] = our
-            events.append(FeedEvent(int(self._reactor[i]), self._name[i], "feed_restored", self._restored_text(i, t_s)))
+            text = self._restored_text(i, t_s)
+            if unattended_l > 0:
+                text += (f" (incl. {unattended_l:.3g} L pumped at {pump:.3g} L/h during the "
+                         f"{(t_s - counted_until_s) / 60.0:.1f} min without the service)")  # type: ignore[operator]
+            events.append(FeedEvent(int(self._reactor[i]), self._name[i], "feed_restored", text))
         st.last = None
         return events
 

@@ -5,7 +5,9 @@ update, or the culture starves; the totaliser must go on counting from what was 
 After each control scan the service saves each reactor's rows of
 :meth:`controllers.feeding.FeedBank.snapshot` under ``feeds/<reactor>`` together with the
 reactor's batch id; at start it restores a reactor's rows only if the saved batch id is the
-reactor's current one, so a new batch never inherits an old batch's feeds.
+reactor's current one, so a new batch never inherits an old batch's feeds. The save's process
+time goes along: a feed that was pumping when the service went away kept pumping at its last
+rate (the PLC holds the setpoint), and the restore credits that volume to its totaliser.
 
 A reactor's restore waits until its batch id is known (read from the plant after connecting);
 until it is decided nothing is saved for it, so the saved state is never overwritten by the
@@ -47,7 +49,8 @@ class FeedStateKeeper:
         with_feeds = {inst.reactor for inst in bank.instances}
         self.pending: set[str] = {r for i, r in enumerate(self.reactors) if i in with_feeds}
         """Reactors whose restore is not decided yet (batch id unknown): never saved meanwhile."""
-        self._saved: dict[str, str] = {}
+        self._saved: dict[str, str] = {}  # reactor -> JSON of the state last saved (without its time)
+        self._pending_saved: dict[str, str] = {}
 
     def restore(self, batch_of: Mapping[str, str], known: set[str], t_s: float) -> list[FeedEvent]:
         """Restore the pending reactors whose batch id is ``known`` (blocking: reads the store).
@@ -70,14 +73,21 @@ class FeedStateKeeper:
                     continue
                 # The key names the reactor: its rows go to its present index (the order may change).
                 rows = [{**row, "reactor": index} for row in saved["bank"]["rows"]]
+                counted = saved.get("counted_until_s")
                 events += self.bank.restore({**saved["bank"], "rows": rows},
-                                            rows_ok=lambda _feed, r: r == index, t_s=t_s)
+                                            rows_ok=lambda _feed, r: r == index, t_s=t_s,
+                                            counted_until_s=None if counted is None else float(counted))
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 log.error("%s: saved feed state unreadable, feeds start afresh: %r", reactor, exc)
         return events
 
-    def changes(self, batch_of: Mapping[str, str]) -> dict[str, str]:
-        """Store key -> JSON of each decided reactor whose state changed since the last save."""
+    def changes(self, batch_of: Mapping[str, str], counted_until_s: float | None = None) -> dict[str, str]:
+        """Store key -> JSON of each decided reactor whose state changed since the last save.
+
+        ``counted_until_s`` (the last scan's time plus its interval: how far the totalisers
+        have counted) is saved along, so a restore can credit what the pumps fed while the
+        service was away; it alone does not count as a change.
+        """
         by_reactor: dict[int, list[dict[str, object]]] = {}
         snap = self.bank.snapshot()
         for row in snap["rows"]:  # type: ignore[attr-defined]
@@ -87,14 +97,19 @@ class FeedStateKeeper:
             reactor = self.reactors[index]
             if reactor in self.pending:
                 continue
-            text = json.dumps({"batch": batch_of.get(reactor, "unknown"),
-                               "bank": {"version": snap["version"], "rows": rows}}, allow_nan=False)
+            state = {"batch": batch_of.get(reactor, "unknown"), "bank": {"version": snap["version"], "rows": rows}}
+            text = json.dumps(state, allow_nan=False)
             if self._saved.get(reactor) != text:
-                out[state_key(reactor)] = text
+                self._pending_saved[reactor] = text
+                out[state_key(reactor)] = text if counted_until_s is None else json.dumps(
+                    {**state, "counted_until_s": counted_until_s}, allow_nan=False)
         return out
 
     def save(self, items: Mapping[str, str]) -> None:
         """Commit what :meth:`changes` returned (blocking: one transaction)."""
         self.store.put_states(items)
         prefix = len(state_key(""))
-        self._saved.update({key[prefix:]: text for key, text in items.items()})
+        for key in items:
+            text = self._pending_saved.pop(key[prefix:], None)
+            if text is not None:
+                self._saved[key[prefix:]] = text

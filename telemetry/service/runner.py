@@ -143,6 +143,7 @@ class Service:
         self._stopping = asyncio.Event()
         self._flush_task: asyncio.Task[None] | None = None
         self._heap_frozen = False
+        self._counted_until_s: float | None = None
         self._batch_read_due: set[str] = set()
         self._batch_read_at = -math.inf
         self.batch_refresh_s = BATCH_REFRESH_S
@@ -320,6 +321,7 @@ class Service:
                         f"{names[tag]}: the server reports the written value again")
 
     async def _scan_once(self, t_s: float, dt_s: float) -> None:
+        self._counted_until_s = t_s + dt_s  # each feed step counts the interval it sets the rate for
         self._check_readback(t_s)
         if self.feed_state is not None and self.feed_state.pending & self._batch_known:
             await self._restore_feed_state(t_s)
@@ -376,7 +378,7 @@ class Service:
             return
         if final and self._feed_save_task is not None:
             await asyncio.gather(self._feed_save_task, return_exceptions=True)
-        changes = self.feed_state.changes(self.batch_of)
+        changes = self.feed_state.changes(self.batch_of, self._counted_until_s)
         if not changes:
             return
         try:

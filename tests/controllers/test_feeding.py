@@ -537,3 +537,23 @@ def test_reset_reactor_restarts_only_that_reactors_feeds() -> None:
             started_at = float(t)
         assert res.started["f"][1]  # the other vessel feeds on
     assert started_at == 600.0
+
+
+def test_restore_credits_what_the_pumps_fed_while_the_service_was_away() -> None:
+    old = _restart_bank()
+    run(old, 2750.0, _restart_plant)  # R1's OUR-drop feed is pumping (bottle 0.5 L), R2's pw feed too
+    snap = old.snapshot()
+    total, pump = old.state.totaliser.total_l.copy(), old.state.totaliser.rate_l_per_h.copy()
+    assert pump[0] > 0 and pump[3] > 0 and pump[1] == 0.0
+    fresh = _restart_bank()
+    events = fresh.restore(snap, t_s=2750.0 + 1800.0, counted_until_s=2750.0)  # 30 min uncounted
+    got = fresh.state.totaliser.total_l
+    np.testing.assert_allclose(got[3], total[3] + pump[3] * 0.5)  # no bottle limit: rate x 0.5 h
+    assert got[0] == pytest.approx(min(total[0] + pump[0] * 0.5, 0.5))  # never beyond the bottle
+    assert got[1] == total[1]  # a pump at 0 fed nothing
+    messages = {e.feed + str(e.reactor): e.message for e in events}
+    assert "pumped at" in messages["pw1"] and "30.0 min without the service" in messages["pw1"]
+    assert "pumped" not in messages["base0"]
+    same = _restart_bank()
+    same.restore(snap, t_s=2750.0)  # no save time known: nothing is credited
+    np.testing.assert_array_equal(same.state.totaliser.total_l, total)

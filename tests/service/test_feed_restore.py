@@ -13,7 +13,7 @@ from telemetry.demo import DEFAULT_CONFIG
 from telemetry.service.feed_state import state_key
 from telemetry.service.runner import Service
 from telemetry.store import Store
-from tests.service.conftest import ScanWatch, drive
+from tests.service.conftest import SPEED, STEP_S, ScanWatch, drive
 
 
 def _config(url: str, store: Path) -> Any:
@@ -61,10 +61,17 @@ async def test_a_restarted_service_resumes_the_running_feed(sim: SimulatorServer
     t0, total = bank.state.t0_s.copy(), bank.state.totaliser.total_l.copy()
     assert (total > 0).all()
 
+    for _ in range(12):  # the service is away for 12 control periods; the pumps hold their rate
+        await sim_clock.advance(STEP_S)
     second = await _run(cfg, sim_clock, steps=1)
     bank2 = second.feed_state.bank  # type: ignore[union-attr]
     np.testing.assert_array_equal(bank2.state.t0_s, t0)  # the same feed, not a new start
     assert (bank2.state.totaliser.total_l > total).all()  # counting on from what was fed
+    # ... and from what the pumps fed meanwhile: the totaliser agrees with the plant's own, which
+    # has yet to pump the interval the scan just set the rate for (the totaliser counts it ahead)
+    rate = bank2.state.last.rate_l_per_h["feed_rate_l_per_h"]  # type: ignore[union-attr]
+    pumped = sim.plants[0].read().values["feed_total_l"]
+    np.testing.assert_allclose(bank2.state.totaliser.total_l, pumped + rate * STEP_S * SPEED / 3600.0, rtol=0.01)
     assert (bank2.state.last.rate_l_per_h["feed_rate_l_per_h"] > 0).all()  # type: ignore[union-attr]
     store = Store(cfg.store.path + "/fermentry.sqlite3")
     restored = _feed_events(store, "feed_restored")
