@@ -217,9 +217,10 @@ E2E_LOOPS = [
 ]
 
 
-def e2e_config(url: str, n_reactors: int, store: Path, influx_url: str, publishing_ms: float = 20.0) -> object:
-    """The demo configuration for ``n_reactors`` on one endpoint, every change recorded (no
-    deadbands, fastest sampling, ``publishing_ms`` publishing), 1 s control period, the 10 loops above."""
+def e2e_config(urls: list[str], n_reactors: int, store: Path, influx_url: str, publishing_ms: float = 20.0) -> object:
+    """The demo configuration for ``n_reactors`` spread evenly over the servers at ``urls`` (each
+    serving R1..Rm of its own), every change recorded (no deadbands, fastest sampling,
+    ``publishing_ms`` publishing), 1 s control period, the 10 loops above."""
     import tomllib
 
     from telemetry.config import validate_config
@@ -227,13 +228,21 @@ def e2e_config(url: str, n_reactors: int, store: Path, influx_url: str, publishi
 
     data = tomllib.loads(DEFAULT_CONFIG.read_text())
     data["service"].update(control_period_s=1.0, write_mode="write")
-    data["endpoints"]["sim"].update(url=url, publishing_interval_ms=publishing_ms)
+    template = data["endpoints"].pop("sim")
+    data["endpoints"] = {f"sim{k + 1}": {**template, "url": url, "publishing_interval_ms": publishing_ms}
+                         for k, url in enumerate(urls)}
     defaults = data["reactor_defaults"]
     defaults["sampling_interval_ms"] = 0.0
     for spec in defaults["tags"].values():
         spec.pop("deadband_abs", None)
     defaults["tags"]["antifoam_rate_l_per_h"] = {"lo": 0.0, "hi": 0.05}
-    data["reactors"] = {f"R{k + 1}": {} for k in range(n_reactors)}
+    per_server = n_reactors // len(urls)
+    node, batch = defaults.pop("node_template"), defaults.pop("batch_node")
+    data["reactors"] = {  # the service's R1..Rn; each server names its own reactors R1..Rm
+        f"R{k + 1}": {"endpoint": f"sim{k // per_server + 1}",
+                      "node_template": node.replace("{reactor}", f"R{k % per_server + 1}"),
+                      "batch_node": batch.replace("{reactor}", f"R{k % per_server + 1}")}
+        for k in range(n_reactors)}
     data["loops"] = E2E_LOOPS
     data.pop("feeds", None)  # the feed pump is driven by a loop here
     data["store"] = {"path": str(store)}
@@ -242,9 +251,11 @@ def e2e_config(url: str, n_reactors: int, store: Path, influx_url: str, publishi
 
 
 def bench_end_to_end(n_reactors: int = 100, duration_s: float = 25.0, profile: bool = False,
-                     tick_ms: float = 50.0, publishing_ms: float = 20.0) -> None:
-    """(c) ``fermentry simulate`` (a child process, 1x real time) -> OPC UA -> the service
-    (control, actuation, recording) -> local store -> VictoriaMetrics started here."""
+                     tick_ms: float = 50.0, publishing_ms: float = 20.0, servers: int = 1) -> None:
+    """(c) ``fermentry simulate`` (``servers`` child processes, 1x real time) -> OPC UA -> the
+    service (control, actuation, recording) -> local store -> VictoriaMetrics started here."""
+    if servers < 1 or n_reactors % servers:
+        raise SystemExit(f"--servers must divide --reactors ({n_reactors})")
     from tests.servers import VictoriaMetricsServer, find_binary, free_port
 
     binary = find_binary("victoria-metrics")
@@ -253,11 +264,12 @@ def bench_end_to_end(n_reactors: int = 100, duration_s: float = 25.0, profile: b
         return
 
     with tempfile.TemporaryDirectory() as tmp, VictoriaMetricsServer(binary, Path(tmp) / "vm") as vm:
-        result = asyncio.run(_end_to_end(vm, Path(tmp), n_reactors, duration_s, free_port(), profile, tick_ms,
-                                         publishing_ms))
+        result = asyncio.run(_end_to_end(vm, Path(tmp), n_reactors, duration_s, [free_port() for _ in range(servers)],
+                                         profile, tick_ms, publishing_ms))
     values_per_s, latency_ms, received, stored, in_db, distinct, scans, writes, failures = result
     lost_store, lost_db = received - stored, distinct - in_db
-    print(f"(c) end to end, {n_reactors} reactors x {len(E2E_LOOPS)} loops, 1x, tick {tick_ms:g} ms, "
+    print(f"(c) end to end, {n_reactors} reactors on {servers} simulator process(es) x {len(E2E_LOOPS)} loops, "
+          f"1x, tick {tick_ms:g} ms, "
           f"publishing {publishing_ms:g} ms, {duration_s:.0f} s: "
           f"{values_per_s:,.0f} samples/s recorded; {received} samples received, {stored} in the store, "
           f"{in_db} of {distinct} distinct (series, ms) in VictoriaMetrics; {scans} scans, {writes} output writes "
@@ -272,7 +284,7 @@ def bench_end_to_end(n_reactors: int = 100, duration_s: float = 25.0, profile: b
     print(f"FIGURE service_latency_p99_ms {latency_ms[4]:.1f}")
 
 
-async def _end_to_end(vm: object, tmp: Path, n_reactors: int, duration_s: float, port: int,
+async def _end_to_end(vm: object, tmp: Path, n_reactors: int, duration_s: float, ports: list[int],
                       profile: bool, tick_ms: float, publishing_ms: float) -> tuple:
     import signal
 
@@ -280,15 +292,17 @@ async def _end_to_end(vm: object, tmp: Path, n_reactors: int, duration_s: float,
 
     fermentry = str(Path(sys.executable).parent / "fermentry")
     sim_log = (tmp / "simulate.log").open("wb")
-    sim = await asyncio.create_subprocess_exec(
-        fermentry, "simulate", "--reactors", str(n_reactors), "--port", str(port), "--status-every", "3600",
-        "--tick-ms", str(tick_ms),
+    sims = [await asyncio.create_subprocess_exec(
+        fermentry, "simulate", "--reactors", str(n_reactors // len(ports)), "--port", str(port),
+        "--seed", str(k), "--status-every", "3600", "--tick-ms", str(tick_ms),
         stdout=sim_log, stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL)
-    service = Service(e2e_config(f"opc.tcp://127.0.0.1:{port}/fermentry/", n_reactors, tmp / "store",
-                                 vm.url, publishing_ms))  # type: ignore[attr-defined]
+        for k, port in enumerate(ports)]
+    service = Service(e2e_config([f"opc.tcp://127.0.0.1:{port}/fermentry/" for port in ports], n_reactors,
+                                 tmp / "store", vm.url, publishing_ms))  # type: ignore[attr-defined]
     await service.start()
     try:
-        await asyncio.wait_for(service.supervisors["sim"].wait_connected(), 60)
+        for supervisor in service.supervisors.values():
+            await asyncio.wait_for(supervisor.wait_connected(), 60)
         await asyncio.sleep(3.0)  # warm-up: the first values of every tag, first scans, take-over of outputs
         profiler = None
         if profile:
@@ -314,13 +328,15 @@ async def _end_to_end(vm: object, tmp: Path, n_reactors: int, duration_s: float,
 
             profiler.disable()
             pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
-        sim.send_signal(signal.SIGINT)
-        try:
-            await asyncio.wait_for(sim.wait(), 30)
-        except TimeoutError:
-            print("(c) the simulator did not stop on SIGINT within 30 s; killed")
-            sim.kill()
-            await sim.wait()
+        for sim in sims:
+            sim.send_signal(signal.SIGINT)
+        for sim in sims:
+            try:
+                await asyncio.wait_for(sim.wait(), 30)
+            except TimeoutError:
+                print("(c) a simulator did not stop on SIGINT within 30 s; killed")
+                sim.kill()
+                await sim.wait()
         # the source is gone: wait until every received sample is committed and forwarded
         deadline = time.monotonic() + 120
         while (len(service.samples) or service.recorder.pending) and time.monotonic() < deadline:
@@ -331,9 +347,10 @@ async def _end_to_end(vm: object, tmp: Path, n_reactors: int, duration_s: float,
         received = service.samples.total
         scans, writes, failures = service.stats.scans, service.stats.writes, service.stats.write_failures
     finally:
-        if sim.returncode is None:
-            sim.kill()
-            await sim.wait()
+        for sim in sims:
+            if sim.returncode is None:
+                sim.kill()
+                await sim.wait()
         sim_log.close()
         await service.stop()
     from telemetry.store import Store
@@ -371,13 +388,15 @@ def main() -> int:
                         help="(c) simulator tick in wall ms (default 50: ~25k changed values/s at 100 reactors)")
     parser.add_argument("--publishing-ms", type=float, default=20.0,
                         help="(c) the service's OPC UA publishing interval (a value waits up to this long on the server)")
+    parser.add_argument("--servers", type=int, default=1,
+                        help="(c) simulator processes (OPC UA servers) the reactors are spread over")
     parser.add_argument("--only-e2e", action="store_true", help="run part (c) only")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)  # the service's alarms (connection lost at the end) are expected
     if not args.only_e2e:
         bench_encoding(args.points, max(args.repeats, 3))
         bench_write(args.points, args.repeats)
-    bench_end_to_end(args.reactors, args.duration, args.profile, args.tick_ms, args.publishing_ms)
+    bench_end_to_end(args.reactors, args.duration, args.profile, args.tick_ms, args.publishing_ms, args.servers)
     return 0
 
 

@@ -22,7 +22,7 @@ import asyncio
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 import numpy as np
 from asyncua import Client, ua
@@ -53,8 +53,7 @@ class FixedClient:
     client: Client | None
 
 
-@dataclass(frozen=True)
-class WriteResult:
+class WriteResult(NamedTuple):
     """What happened to one output in one :meth:`Actuator.write` call.
 
     ``value`` is what was written (or would be, in shadow mode, or is held); ``limited``
@@ -62,6 +61,9 @@ class WriteResult:
     None. ``status`` is the OPC UA status of the last attempt (0 Good), ``statuses`` one
     per attempt. ``verified`` is None when no read-back was done, else whether the value
     read back equals ``value``.
+
+    A NamedTuple, not a frozen dataclass: a scan makes one per output, and a frozen
+    dataclass costs ~3 us each to build (1000 outputs: 3 ms on the control path).
     """
 
     key: str
@@ -142,6 +144,7 @@ class Actuator:
         self.last_time_s: dict[str, float] = {}
         self._node_ids: dict[str, ua.NodeId] = {}
         self._encoder: WriteEncoder | None = None
+        self._bounds: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._resolved_for: Client | None = None
 
     async def write(self, requested: Mapping[str, float], process_time_s: float) -> dict[str, WriteResult]:
@@ -206,14 +209,19 @@ class Actuator:
                     self._remember(key, value, process_time_s)
 
     def _limit(self, keys: list[str], requested: Mapping[str, float], process_time_s: float) -> tuple[np.ndarray, np.ndarray]:
-        specs = [self.outputs[k] for k in keys]
+        bounds = self._bounds.get(tuple(keys))
+        if bounds is None:  # the same outputs every scan: their limits are built once
+            specs = [self.outputs[k] for k in keys]
+            bounds = (np.array([s.lo for s in specs], dtype=np.float64), np.array([s.hi for s in specs], dtype=np.float64),
+                      np.array([math.inf if s.max_rate_per_s is None else s.max_rate_per_s for s in specs]))
+            if len(self._bounds) > 64:
+                self._bounds.clear()
+            self._bounds[tuple(keys)] = bounds
         req = np.array([_finite_or_nan(requested[k]) for k in keys], dtype=np.float64)
         last = np.array([self.last_value.get(k, math.nan) for k in keys], dtype=np.float64)
-        dt = np.array([max(0.0, process_time_s - self.last_time_s.get(k, process_time_s)) for k in keys])
-        lo = np.array([s.lo for s in specs], dtype=np.float64)
-        hi = np.array([s.hi for s in specs], dtype=np.float64)
-        rate = np.array([math.inf if s.max_rate_per_s is None else s.max_rate_per_s for s in specs])
-        return limit_outputs(req, last, dt, lo, hi, rate)
+        since = np.array([self.last_time_s.get(k, process_time_s) for k in keys], dtype=np.float64)
+        dt = np.maximum(0.0, process_time_s - since)
+        return limit_outputs(req, last, dt, *bounds)
 
     async def _write_batch(
         self,
@@ -243,6 +251,7 @@ class Actuator:
             if not pending:
                 break
         written = [k for k in keys if not statuses[k][-1] & 0x80000000]
+        written_set = set(written)  # membership below: a list made this loop quadratic (7 ms at 1000 outputs)
         for key in written:
             self._remember(key, value_of[key], process_time_s)
         read_back: dict[str, tuple[float | None, int]] = {}
@@ -253,7 +262,7 @@ class Actuator:
                 read_back = {k: (None, _status_of(exc)) for k in written}
         results = {}
         for key in keys:
-            ok = key in written
+            ok = key in written_set
             verified: bool | None = None
             back: float | None = None
             if key in read_back:
