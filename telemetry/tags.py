@@ -57,6 +57,14 @@ class SampleColumns(NamedTuple):
     def empty(cls) -> SampleColumns:
         return cls(np.empty(0, np.intp), np.empty(0, np.float64), np.empty(0, np.float64), np.empty(0, np.int64))
 
+    @classmethod
+    def from_samples(cls, samples: Sequence[Sample]) -> SampleColumns:
+        n = len(samples)
+        return cls(np.fromiter((s.tag for s in samples), dtype=np.intp, count=n),
+                   np.fromiter((s.value for s in samples), dtype=np.float64, count=n),
+                   np.fromiter((s.source_time_s for s in samples), dtype=np.float64, count=n),
+                   np.fromiter((s.status for s in samples), dtype=np.int64, count=n))
+
     def samples(self) -> list[Sample]:
         """The rows as :class:`Sample` objects (Python scalars, like :meth:`TagTable.update` makes)."""
         columns = (self.tag.tolist(), self.value.tolist(), self.source_time_s.tolist(), self.status.tolist())

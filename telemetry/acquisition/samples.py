@@ -75,12 +75,7 @@ class SampleBuffer:
         """Turn the single samples into a chunk, so that arrival order is the order of chunks."""
         if self._singles:
             singles, self._singles = self._singles, []
-            self._chunks.append(SampleColumns(
-                np.fromiter((s.tag for s in singles), dtype=np.intp, count=len(singles)),
-                np.fromiter((s.value for s in singles), dtype=np.float64, count=len(singles)),
-                np.fromiter((s.source_time_s for s in singles), dtype=np.float64, count=len(singles)),
-                np.fromiter((s.status for s in singles), dtype=np.int64, count=len(singles)),
-            ))
+            self._chunks.append(SampleColumns.from_samples(singles))
 
     async def wait_total(self, total: int) -> None:
         """Return once ``total`` samples have been appended since creation (a recorder's wake-up)."""

@@ -56,13 +56,7 @@ class Recorder:
         Accepts the acquisition buffer's columns (the fast path) or a list of Samples.
         """
         if not isinstance(samples, SampleColumns):
-            n = len(samples)
-            samples = SampleColumns(
-                np.fromiter((s.tag for s in samples), dtype=np.intp, count=n),
-                np.fromiter((s.value for s in samples), dtype=np.float64, count=n),
-                np.fromiter((s.source_time_s for s in samples), dtype=np.float64, count=n),
-                np.fromiter((s.status for s in samples), dtype=np.int64, count=n),
-            )
+            samples = SampleColumns.from_samples(samples)
         if not len(samples.tag):
             return
         status = samples.status.astype(np.int64, copy=False)

@@ -30,7 +30,7 @@ import random
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from telemetry.errors import SinkAuthError, SinkError, SinkRejected, SinkTooLarge
 from telemetry.sinks.base import Sink
@@ -212,13 +212,14 @@ class Forwarder:
                         self._enter("ok")
                     await self._wait_any(self._new_data.wait(), timeout_s=self._idle_poll_s)
                     continue
-                waiters: set[asyncio.Future[object]] = {task for _, task in in_flight}  # type: ignore[misc]
+                waiters: list[asyncio.Future[Any]] = [task for _, task in in_flight]
+                new_data = None
                 if len(in_flight) < self._max_in_flight:  # a free slot: new data may fill it
-                    waiters.add(asyncio.ensure_future(self._new_data.wait()))
+                    new_data = asyncio.ensure_future(self._new_data.wait())
+                    waiters.append(new_data)
                 await self._wait_any(asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED))
-                for w in waiters:
-                    if w not in {task for _, task in in_flight}:
-                        w.cancel()
+                if new_data is not None:
+                    new_data.cancel()
                 acked = None
                 while in_flight and in_flight[0][1].done():
                     run, task = in_flight.popleft()
