@@ -15,11 +15,14 @@ from typing import Protocol
 class Clock(Protocol):
     """Source of simulation ticks, consumed by exactly one server loop."""
 
-    def ticks(self) -> AsyncIterator[float]:
+    def ticks(self, since: float | None = None) -> AsyncIterator[float]:
         """Yield the wall seconds elapsed since the previous tick, forever.
 
-        The consumer finishes its work for a tick before asking for the next one, so a
-        clock may use the request for the next tick as "the previous tick is done".
+        ``since`` is the event-loop time (``loop.time()``) the first tick counts from: the
+        moment the consumer anchored process time 0 to the wall clock (default: when the
+        iteration starts). The consumer finishes its work for a tick before asking for the
+        next one, so a clock may use the request for the next tick as "the previous tick is
+        done".
         """
         ...
 
@@ -39,9 +42,9 @@ class RealTimeClock:
         self.tick_s = tick_s
         self.max_tick_s = max(max_tick_s, tick_s)
 
-    async def ticks(self) -> AsyncIterator[float]:
+    async def ticks(self, since: float | None = None) -> AsyncIterator[float]:
         loop = asyncio.get_running_loop()
-        last = loop.time()
+        last = loop.time() if since is None else min(since, loop.time())
         next_due = last + self.tick_s
         while True:
             await asyncio.sleep(max(0.0, next_due - loop.time()))
@@ -70,7 +73,8 @@ class ManualClock:
             self._pending.put_nowait((wall_s / ticks, done))
             await done
 
-    async def ticks(self) -> AsyncIterator[float]:
+    async def ticks(self, since: float | None = None) -> AsyncIterator[float]:
+        del since  # every tick's length is given by advance()
         while True:
             wall_s, done = await self._pending.get()
             try:

@@ -12,7 +12,8 @@ Write requests
     from the bytes into :class:`~simulators.opcua.write_guard.ScalarWrite` records (1-2 ms) and
     applied by :meth:`GuardedAttributeService.write_scalars` with the checks, status codes,
     stored values and data-change notifications of the generic path; the WriteResponse is
-    encoded directly. Anything else (another shape, a duplicate node, a node that is not a
+    encoded directly and sent as soon as the plant has the values, before the nodes store
+    them and notify their subscribers (half of a 1000-output write's time on the server). Anything else (another shape, a duplicate node, a node that is not a
     signal, a request the session may not make, PreWrite/PostWrite callbacks) goes through
     asyncua's ``UaProcessor.process_message`` untouched, so the fast path only takes requests
     whose outcome it reproduces.
@@ -185,17 +186,23 @@ async def _fast_write(self: UaProcessor, service: GuardedAttributeService, seqhd
     # from here on: UaProcessor._process_message's bookkeeping and its Write branch
     self.session_last_activity = time.monotonic()
     session.touch()
+    answered = False
+
+    def answer(codes: list[int]) -> None:
+        nonlocal answered
+        answered = True
+        response = ua.WriteResponse()
+        response.Results = [_status(code) for code in codes]
+        _send(self, requesthdr.RequestHandle, seqhdr, response, encode_write_response)
+
     try:
-        codes = await service.write_scalars(writes, session.user if session.user is not None else User())
+        await service.write_scalars(writes, session.user if session.user is not None else User(), answer)
     except Exception:
         _log.exception("Error while processing message")
-        fault = ua.ServiceFault()
-        fault.ResponseHeader.ServiceResult = ua.StatusCode(ua.StatusCodes.BadInternalError)
-        self.send_response(requesthdr.RequestHandle, seqhdr, fault)
-        return True
-    response = ua.WriteResponse()
-    response.Results = [_status(code) for code in codes]
-    _send(self, requesthdr.RequestHandle, seqhdr, response, encode_write_response)
+        if not answered:  # after the answer, a failing store is only logged (as asyncua logs a callback's)
+            fault = ua.ServiceFault()
+            fault.ResponseHeader.ServiceResult = ua.StatusCode(ua.StatusCodes.BadInternalError)
+            self.send_response(requesthdr.RequestHandle, seqhdr, fault)
     return True
 
 

@@ -190,6 +190,7 @@ class SimulatorServer:
         self._outages = [
             _Outage(f) for f in sorted(faults, key=lambda f: f.at_s) if f.kind == "opcua_restart"
         ]
+        self._anchored_at: float | None = None  # loop.time() of the start_time anchor
         self._task: asyncio.Task[None] | None = None
         self._tick = asyncio.Condition()
         self.tick_count = 0
@@ -240,7 +241,11 @@ class SimulatorServer:
             if self._anchor_start_time:
                 # Building the address space takes seconds for many reactors; anchor process
                 # time 0 when the clock starts ticking, so that at 1x a source timestamp is the
-                # wall time the value was produced (latency measurements depend on it).
+                # wall time the value was produced (latency measurements depend on it). The
+                # clock counts its first tick from this same instant: the republish below and
+                # the heap freeze take tens of ms for many reactors, and process time must not
+                # fall behind wall time by them (every source timestamp would look that old).
+                self._anchored_at = asyncio.get_running_loop().time()
                 self.start_time = datetime.now(timezone.utc) - timedelta(seconds=self.process_time_s)
                 for ep in self._endpoints:
                     if ep.server is not None and ep.space is not None:
@@ -357,7 +362,7 @@ class SimulatorServer:
 
     # --------------------------------------------------------------------- clock
     async def _run(self) -> None:
-        ticks = self._clock.ticks()
+        ticks = self._clock.ticks(since=self._anchored_at)
         try:
             async for wall_s in ticks:
                 dt_s = wall_s * self._speed

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 import numpy as np
 from asyncua import ua
 from asyncua.crypto.permission_rules import User, UserRole
-from asyncua.server.address_space import AttributeService, NodeData
+from asyncua.server.address_space import AttributeService, AttributeValue, NodeData
 from asyncua.ua.ua_binary import nodeid_to_binary
 
 from simulators.opcua.address_space import TagBinding, store_value
@@ -45,6 +45,12 @@ _ACCESS_LEVEL, _USER_ACCESS_LEVEL = ua.AttributeIds.AccessLevel, ua.AttributeIds
 _NOT_GOOD = 0xC0000000  # StatusCode severity bits: not StatusCode.is_good()
 _DOUBLE = ua.VariantType.Double
 _GOOD = ua.StatusCode(ua.StatusCodes.Good)  # shared by stored values: asyncua never mutates a StatusCode
+_DOUBLE_VALUE = ua.DataValue(ua.Variant(0.0, ua.VariantType.Double))  # what a type check needs of a stored value
+
+
+def _stored(value: float, server_time: datetime | None) -> ua.DataValue:
+    """The DataValue a signal node stores for an accepted write (as Double, whatever came in)."""
+    return ua.DataValue(ua.Variant(value, _DOUBLE), StatusCode=_GOOD, ServerTimestamp=server_time)
 
 
 def _attribute(node: NodeData, attr: ua.AttributeIds) -> ua.DataValue:
@@ -137,6 +143,8 @@ class GuardedAttributeService(AttributeService):
         super().__init__(inner._aspace)
         self._bindings = bindings
         self._on_applied = on_applied
+        #: the address-space node of each signal binding (by id(): a NodeId hashes in Python, slowly)
+        self._node_of: dict[int, NodeData] = {}
         #: signal nodes by their binary NodeId encoding: the fast path looks nodes up without decoding them
         self.binding_of_wire: dict[bytes, TagBinding] = {nodeid_to_binary(nid): b for nid, b in bindings.items()}
 
@@ -188,7 +196,8 @@ class GuardedAttributeService(AttributeService):
                 results[i] = status
         return [r if r is not None else ua.StatusCode(ua.StatusCodes.BadInternalError) for r in results]
 
-    async def write_scalars(self, writes: Sequence[ScalarWrite], user: User) -> list[int]:
+    async def write_scalars(self, writes: Sequence[ScalarWrite], user: User,
+                            answer: Callable[[list[int]], None] | None = None) -> list[int]:
         """Apply decoded scalar writes to distinct signal nodes; one status code per write.
 
         The checks, results, stored values and data-change notifications of :meth:`write`
@@ -196,17 +205,34 @@ class GuardedAttributeService(AttributeService):
         per-value lookups and objects: each node is looked up once, its access levels are read
         directly, the plant writes of one signal that cover every reactor of its plant go in one
         vectorized call, and the stored DataValues share one server timestamp and Good status.
+
+        ``answer`` is called with the status codes as soon as they are final: once the plant
+        has taken the values and every node is known to store its value plainly (no value
+        setter, the node's type), which is before the ~1000 stores and data-change
+        notifications of a control scan's batch. The caller answers the client from it, so a
+        controller's Write returns when the plant has its outputs. Nothing in between can
+        observe the old node values: the stores run on without yielding to the event loop, and
+        the client's next request on this connection is served after this call returns.
+        Otherwise (an unusual node) it is called after the stores, with the same codes this
+        call returns.
         """
         aspace = self._aspace
         nodes = aspace._nodes
+        node_of = self._node_of
         check_access = user.role != UserRole.Admin
         codes: list[int] = [0] * len(writes)
         accepted: list[tuple[int, ScalarWrite, float]] = []
         found: list[NodeData | None] = []
         for i, w in enumerate(writes):
-            node = nodes.get(w.binding.nodeid)
+            binding = w.binding
+            key = id(binding)
+            node = node_of.get(key)
+            if node is None:
+                node = nodes.get(binding.nodeid)
+                if node is not None:
+                    node_of[key] = node
             found.append(node)
-            checked = check_value(w.binding, w.status, w.vtype, False, w.value)
+            checked = check_value(binding, w.status, w.vtype, False, w.value)
             if isinstance(checked, ua.StatusCode):
                 codes[i] = checked.value
             elif check_access and _write_denied(node):
@@ -215,22 +241,34 @@ class GuardedAttributeService(AttributeService):
                 accepted.append((i, w, checked))
         for i, refused in self._apply_batched(accepted):
             codes[i] = refused
+        applied = [entry for entry in accepted if not codes[entry[0]]]
         now = datetime.now(timezone.utc) if aspace.force_server_timestamp else None
-        for i, w, value in accepted:
-            if codes[i]:
-                continue
-            if self._on_applied is not None:
-                self._on_applied(w.binding, value)
-            dv = ua.DataValue(ua.Variant(value, _DOUBLE), StatusCode=_GOOD, ServerTimestamp=now)
-            # AddressSpace.write_attribute_value, minus the second lookup of the node
+        stores: list[tuple[int, ScalarWrite, AttributeValue | None, float]] = []
+        for i, w, value in applied:
+            # AddressSpace.write_attribute_value, minus the second lookup of the node; the nodes
+            # are distinct, so each type check sees the value the node has before this request
             node = found[i]
             attval = None if node is None else node.attributes.get(_VALUE)
             if node is None or attval is None or attval.value_setter is not None:
-                codes[i] = (await aspace.write_attribute_value(w.binding.nodeid, _VALUE, dv)).value
-            elif not aspace._is_expected_variant_type(dv, attval, node):
+                stores.append((i, w, None, value))  # asyncua's own write decides its status
+            elif (not aspace._is_expected_variant_type(_DOUBLE_VALUE, attval, node)
+                  and not aspace._is_expected_variant_type(_stored(value, now), attval, node)):  # logs the refusal
                 codes[i] = ua.StatusCodes.BadTypeMismatch
             else:
-                await store_value(attval, dv)
+                stores.append((i, w, attval, value))
+        if answer is not None and all(attval is not None for _, _, attval, _ in stores):
+            answer(codes)
+            answer = None
+        if self._on_applied is not None:
+            for _, w, value in applied:
+                self._on_applied(w.binding, value)
+        for i, w, attval, value in stores:
+            if attval is None:
+                codes[i] = (await aspace.write_attribute_value(w.binding.nodeid, _VALUE, _stored(value, now))).value
+            else:
+                await store_value(attval, _stored(value, now))
+        if answer is not None:
+            answer(codes)
         return codes
 
     def _apply_batched(self, accepted: list[tuple[int, ScalarWrite, float]]) -> list[tuple[int, int]]:

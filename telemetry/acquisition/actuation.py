@@ -30,6 +30,7 @@ from asyncua import Client, ua
 from telemetry.acquisition.addressing import resolve_node_id
 from telemetry.acquisition.errors import AcquisitionError, map_exceptions
 from telemetry.acquisition.fastencode import SCALAR_TYPES, WriteEncoder, install
+from telemetry.acquisition.fastencode import write as fast_write
 from telemetry.acquisition.limits import LIMIT_NAMES, limit_outputs
 from telemetry.acquisition.spec import OutputSpec
 
@@ -241,8 +242,7 @@ class Actuator:
             try:
                 with map_exceptions(self.name, "write"):
                     params = self._encoder.encode(pending, [value_of[k] for k in pending])
-                    write = client.uaclient.write(params)  # type: ignore[arg-type]  # duck-typed WriteParameters
-                    codes = [c.value for c in await asyncio.wait_for(write, self.request_timeout_s)]
+                    codes = await asyncio.wait_for(fast_write(client, params), self.request_timeout_s)
             except AcquisitionError as exc:
                 codes = [_status_of(exc)] * len(pending)
             for key, code in zip(pending, codes):

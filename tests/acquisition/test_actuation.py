@@ -22,17 +22,20 @@ from .conftest import WAIT_S, endpoint
 
 
 class WriteCounter:
-    """Counts Write service calls of a real client (wraps, does not replace, its write)."""
+    """Counts the WriteRequests a real client sends, and their size (wraps, does not replace,
+    the session's request sending)."""
 
     def __init__(self, client: Client) -> None:
         self.calls: list[int] = []
-        inner = client.uaclient.write
+        session = client.uaclient.session
+        inner = session._send_request
 
-        async def write(params: ua.WriteParameters) -> list[ua.StatusCode]:
-            self.calls.append(len(params.NodesToWrite))
-            return await inner(params)
+        async def send(request: object, *args: object, **kwargs: object) -> object:
+            if isinstance(request, ua.WriteRequest):
+                self.calls.append(len(request.Parameters.NodesToWrite))
+            return await inner(request, *args, **kwargs)
 
-        client.uaclient.write = write  # type: ignore[method-assign]
+        session._send_request = send  # type: ignore[method-assign]
 
 
 @pytest_asyncio.fixture

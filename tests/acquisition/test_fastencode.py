@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 from asyncua import Client, ua
 from asyncua.client import ua_client
+from asyncua.common.utils import Buffer
 from asyncua.ua import ua_binary
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -140,14 +141,50 @@ async def test_encoded_writes_of_every_numeric_type_reach_the_server(writer: Cli
 
 async def test_actuator_sends_encoded_parameters(writer: Client) -> None:
     sent: list[object] = []
-    inner = writer.uaclient.write
+    session = writer.uaclient.session
+    inner = session._send_request
 
-    async def spy(params: ua.WriteParameters) -> list[ua.StatusCode]:
-        sent.append(params)
-        return await inner(params)
+    async def spy(request: object, *args: object, **kwargs: object) -> object:
+        if isinstance(request, ua.WriteRequest):
+            sent.append(request.Parameters)
+        return await inner(request, *args, **kwargs)
 
-    writer.uaclient.write = spy  # type: ignore[method-assign]
+    session._send_request = spy  # type: ignore[method-assign]
     actuator = Actuator(FixedClient(writer), [OutputSpec("R1.do_sp_pct", "ns=2;s=R1.do_sp_pct", lo=10.0, hi=60.0)])
     results = await actuator.write({"R1.do_sp_pct": 33.0}, process_time_s=1.0)
     assert results["R1.do_sp_pct"].verified is True
     assert len(sent) == 1 and isinstance(sent[0], EncodedWriteParameters)
+
+
+# ---------------------------------------------------------------------------- write responses
+_codes = st.lists(st.sampled_from([0, ua.StatusCodes.BadOutOfRange, ua.StatusCodes.BadNotWritable,
+                                   ua.StatusCodes.GoodClamped, ua.StatusCodes.BadUserAccessDenied]), max_size=50)
+
+
+@given(codes=_codes, diagnostics=st.sampled_from([None, [], [ua.DiagnosticInfo(SymbolicId=3)]]),
+       header_diagnostics=st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_write_responses_decode_to_asyncuas_results(codes: list[int], diagnostics: list[ua.DiagnosticInfo] | None,
+                                                    header_diagnostics: bool) -> None:
+    response = ua.WriteResponse(Results=[ua.StatusCode(c) for c in codes], DiagnosticInfos=diagnostics)
+    response.ResponseHeader.RequestHandle = 7
+    if header_diagnostics:
+        response.ResponseHeader.ServiceDiagnostics = ua.DiagnosticInfo(AdditionalInfo="x")
+    data = Buffer(ua_binary.struct_to_binary(response))
+    expected = [r.value for r in ua_binary.struct_from_binary(ua.WriteResponse, Buffer(bytes(data))).Results]
+    assert fastencode.decode_write_response(data) == expected == codes
+    assert len(data) > 0  # the caller's buffer is not consumed
+
+
+def test_a_failed_write_service_raises_as_asyncua_does() -> None:
+    response = ua.WriteResponse()
+    response.ResponseHeader.ServiceResult = ua.StatusCode(ua.StatusCodes.BadTooManyOperations)
+    with pytest.raises(ua.UaStatusCodeError) as caught:
+        fastencode.decode_write_response(Buffer(ua_binary.struct_to_binary(response)))
+    assert caught.value.code == ua.StatusCodes.BadTooManyOperations
+
+
+async def test_writes_come_back_as_status_codes(writer: Client) -> None:
+    params = WriteEncoder({k: (ua.NodeId(k, 2), "Double") for k in ("R1.agitation_rpm", "R1.do_pct")}).encode(
+        ["R1.agitation_rpm", "R1.do_pct"], [650.0, 40.0])
+    assert await fastencode.write(writer, params) == [ua.StatusCodes.Good, ua.StatusCodes.BadNotWritable]

@@ -21,6 +21,16 @@ async def test_real_time_clock_reports_the_wall_time_that_passed() -> None:
     assert sum(elapsed) == pytest.approx(loop.time() - start, abs=0.01)
 
 
+async def test_real_time_clock_counts_its_first_tick_from_the_given_anchor() -> None:
+    loop = asyncio.get_running_loop()
+    anchor = loop.time() - 0.2  # e.g. the server anchored process time 0, then spent 200 ms starting
+    ticks = RealTimeClock(tick_s=0.01).ticks(since=anchor)
+    first = await anext(ticks)
+    await ticks.aclose()  # type: ignore[attr-defined]
+    assert first >= 0.2
+    assert first == pytest.approx(loop.time() - anchor, abs=0.01)
+
+
 async def test_manual_clock_advance_returns_after_the_consumer_took_the_tick() -> None:
     clock = ManualClock()
     seen: list[float] = []

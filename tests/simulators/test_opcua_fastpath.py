@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from asyncua import Client, ua
+from asyncua.crypto.permission_rules import User
 from asyncua.ua.ua_binary import nodeid_to_binary, struct_to_binary
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -340,3 +341,32 @@ async def test_the_heap_is_frozen_while_serving() -> None:
         await server.stop()
     assert gc.get_freeze_count() == 0
 
+
+
+async def test_a_batch_is_answered_once_the_plant_has_it_before_the_nodes_notify() -> None:
+    server = SimulatorServer(make_ecoli(2), port=0, clock=ManualClock())
+    await server.start()
+    try:
+        service = server._endpoints[0].server.iserver.attribute_service  # type: ignore[union-attr]
+        assert isinstance(service, GuardedAttributeService)
+        targets = {"R1.agitation_rpm": 900.0, "R2.agitation_rpm": 950.0, "R1.feed_rate_l_per_h": 1e9}  # last: out of range
+        bindings = {str(b.nodeid.Identifier): b for b in service.binding_of_wire.values()}
+        writes = [ScalarWrite(bindings[k], None, ua.VariantType.Double, v) for k, v in targets.items()]
+        nodes = [ua.NodeId(k, 2) for k in targets]
+        seen: list[tuple[list[int], list[float], list[object]]] = []
+
+        def answer(codes: list[int]) -> None:
+            plant = server.plants[0].read().values
+            stored = [service._aspace.read_attribute_value(n, ua.AttributeIds.Value).Value.Value for n in nodes]
+            seen.append((list(codes), [float(plant["agitation_rpm"][0]), float(plant["agitation_rpm"][1])], stored))
+
+        codes = await service.write_scalars(writes, User(), answer)
+        assert len(seen) == 1  # answered exactly once
+        answered_codes, plant_then, stored_then = seen[0]
+        assert answered_codes == codes == [0, 0, ua.StatusCodes.BadOutOfRange]
+        assert plant_then == [900.0, 950.0]  # the plant had the values when the client was answered
+        assert stored_then[:2] != [900.0, 950.0]  # the nodes stored them (and notified) afterwards
+        stored_now = [service._aspace.read_attribute_value(n, ua.AttributeIds.Value).Value.Value for n in nodes]
+        assert stored_now[:2] == [900.0, 950.0]
+    finally:
+        await server.stop()

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
+
+import pytest
 
 from asyncua import Client, ua
 
@@ -34,5 +37,32 @@ async def test_an_explicit_start_time_is_kept() -> None:
     await srv.start()
     try:
         assert srv.start_time == fixed
+    finally:
+        await srv.stop()
+
+
+class _RecordingClock(ManualClock):
+    """A manual clock that keeps the anchor the server asked it to count from."""
+
+    since: float | None = None
+
+    def ticks(self, since: float | None = None):  # type: ignore[override]
+        self.since = since
+        return super().ticks(since)
+
+
+async def test_the_clock_counts_from_the_start_time_anchor() -> None:
+    # building and republishing the address space takes a while after the anchor; a clock
+    # that counted from its own first iteration would leave process time (and every source
+    # timestamp) behind wall time by that much
+    loop = asyncio.get_running_loop()
+    clock = _RecordingClock()
+    srv = SimulatorServer(make_ecoli(3), port=0, clock=clock)
+    await srv.start()
+    try:
+        await asyncio.sleep(0)  # let the clock task ask for its ticks
+        assert clock.since is not None
+        wall_since_anchor = (datetime.now(timezone.utc) - srv.start_time).total_seconds()
+        assert loop.time() - clock.since == pytest.approx(wall_since_anchor, abs=0.005)
     finally:
         await srv.stop()
