@@ -43,6 +43,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TypeVar
 
+import numpy as np
 from asyncua import ua
 from asyncua.common.callback import CallbackType
 from asyncua.common.utils import Buffer
@@ -55,7 +56,7 @@ from asyncua.ua.ua_binary import (
 )
 
 from simulators.opcua.address_space import TagBinding
-from simulators.opcua.write_guard import GuardedAttributeService, ScalarWrite
+from simulators.opcua.write_guard import GuardedAttributeService, ScalarWrite, WritePlan
 
 _log = logging.getLogger(__name__)
 _R = TypeVar("_R", ua.WriteResponse, ua.PublishResponse)
@@ -94,12 +95,14 @@ _TIMESTAMP_BYTES = [(8 if m & 0x04 else 0) + (8 if m & 0x08 else 0) + (2 if m & 
                     for m in range(64)]
 
 
-def decode_scalar_writes(data: bytes, pos: int, binding_of_wire: Mapping[bytes, TagBinding]) -> list[ScalarWrite] | None:
+def decode_scalar_writes(data: bytes, pos: int, binding_of_wire: Mapping[bytes, TagBinding],
+                         offsets: list[int] | None = None) -> list[ScalarWrite] | None:
     """Decode the WriteParameters at ``data[pos:]`` (to its end) if the fast path can take them.
 
     Returns None unless every WriteValue writes a scalar number (with or without a StatusCode
     and timestamps, no IndexRange) to the Value attribute of a distinct node of
     ``binding_of_wire`` (signal nodes by their binary NodeId) and the parameters end the body.
+    ``offsets``, when given, receives where each value's bytes start in ``data``.
     """
     try:
         (count,) = _I32.unpack_from(data, pos)
@@ -125,6 +128,8 @@ def decode_scalar_writes(data: bytes, pos: int, binding_of_wire: Mapping[bytes, 
                 return None
             reader, vtype = scalar
             pos = end + 10
+            if offsets is not None:
+                offsets.append(pos)
             (value,) = reader.unpack_from(data, pos)
             pos += reader.size
             status = None
@@ -180,9 +185,10 @@ async def _fast_write(self: UaProcessor, service: GuardedAttributeService, seqhd
     listeners = self.iserver.callback_service._listeners
     if not allowed or any(cb in listeners for cb in _WRITE_CALLBACKS):
         return False
-    writes = decode_scalar_writes(bytes(buf), 0, service.binding_of_wire)
-    if writes is None:
+    found = _plan(service, bytes(buf))
+    if found is None:
         return False
+    plan, values = found
     # from here on: UaProcessor._process_message's bookkeeping and its Write branch
     self.session_last_activity = time.monotonic()
     session.touch()
@@ -196,7 +202,7 @@ async def _fast_write(self: UaProcessor, service: GuardedAttributeService, seqhd
         _send(self, requesthdr.RequestHandle, seqhdr, response, encode_write_response)
 
     try:
-        await service.write_scalars(writes, session.user if session.user is not None else User(), answer)
+        await service.write_plan(plan, values, session.user if session.user is not None else User(), answer)
     except Exception:
         _log.exception("Error while processing message")
         if not answered:  # after the answer, a failing store is only logged (as asyncua logs a callback's)
@@ -204,6 +210,56 @@ async def _fast_write(self: UaProcessor, service: GuardedAttributeService, seqhd
             fault.ResponseHeader.ServiceResult = ua.StatusCode(ua.StatusCodes.BadInternalError)
             self.send_response(requesthdr.RequestHandle, seqhdr, fault)
     return True
+
+
+class WriteLayout:
+    """The bytes of a WriteParameters the fast path took, its values blanked out.
+
+    A control scan writes the same nodes with the same types and flags every period; only the
+    values change. A request whose bytes match a layout everywhere outside its values is the
+    same batch of writes: its values are read with one vectorized gather and it reuses the
+    layout's :class:`WritePlan`, with no per-write decoding. Layouts are made for batches of
+    Double values (what the service's Actuator sends for Double nodes).
+    """
+
+    __slots__ = ("plan", "_template", "_fixed", "_value_bytes")
+
+    def __init__(self, plan: WritePlan, data: bytes, offsets: list[int]) -> None:
+        self.plan = plan
+        self._template = np.frombuffer(data, dtype=np.uint8).copy()
+        self._value_bytes = np.asarray(offsets, dtype=np.intp)[:, None] + np.arange(8)  # (writes, 8)
+        self._fixed = np.ones(len(self._template), dtype=bool)
+        self._fixed[self._value_bytes.ravel()] = False
+
+    def values(self, data: bytes) -> np.ndarray | None:
+        """The Double values of ``data`` if it matches this layout outside them, else None."""
+        raw = np.frombuffer(data, dtype=np.uint8)
+        if len(raw) != len(self._template) or ((raw != self._template) & self._fixed).any():
+            return None
+        return raw[self._value_bytes].view("<f8").ravel()
+
+
+_MAX_LAYOUTS = 16  # per server: a few controllers, each writing its own batch
+
+
+def _plan(service: GuardedAttributeService, params: bytes) -> tuple[WritePlan, np.ndarray] | None:
+    """The plan and values of the WriteParameters ``params``, or None to leave them to asyncua."""
+    layouts = service.write_layouts
+    layout = layouts.get(len(params))
+    if layout is not None:
+        values = layout.values(params)
+        if values is not None:
+            return layout.plan, values
+    offsets: list[int] = []
+    writes = decode_scalar_writes(params, 0, service.binding_of_wire, offsets)
+    if writes is None:
+        return None
+    plan = WritePlan(service, writes)
+    if all(w.vtype is _DOUBLE for w in writes):
+        if len(layouts) >= _MAX_LAYOUTS:
+            layouts.clear()
+        layouts[len(params)] = WriteLayout(plan, params, offsets)
+    return plan, np.array([float(w.value) for w in writes], dtype=np.float64)
 
 
 _STATUS_CACHE: dict[int, ua.StatusCode] = {}

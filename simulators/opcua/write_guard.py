@@ -21,6 +21,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from datetime import datetime, timezone
 
 import numpy as np
@@ -30,7 +31,7 @@ from asyncua.server.address_space import AttributeService, AttributeValue, NodeD
 from asyncua.ua.ua_binary import nodeid_to_binary
 
 from simulators.opcua.address_space import TagBinding, store_value
-from simulators.plant import OutOfRange, UnknownSignal
+from simulators.plant import OutOfRange, Plant, UnknownSignal
 
 _log = logging.getLogger(__name__)
 
@@ -94,16 +95,24 @@ def check_value(binding: TagBinding, status: int | None, vtype: ua.VariantType, 
     Bad/Uncertain StatusCode is not supported; client timestamps are ignored (the plant
     stamps its own values).
     """
-    if not binding.writable:
-        return ua.StatusCode(ua.StatusCodes.BadNotWritable)
-    if status is not None and status & _NOT_GOOD:
-        return ua.StatusCode(ua.StatusCodes.BadWriteNotSupported)
-    if vtype not in _NUMERIC_VARIANTS or is_array:
-        return ua.StatusCode(ua.StatusCodes.BadTypeMismatch)
+    refused = refusal_before_value(binding, status, vtype, is_array)
+    if refused:
+        return ua.StatusCode(refused)
     f = float(value)  # type: ignore[arg-type]
     if not math.isfinite(f) or not binding.signal.lo <= f <= binding.signal.hi:
         return ua.StatusCode(ua.StatusCodes.BadOutOfRange)
     return f
+
+
+def refusal_before_value(binding: TagBinding, status: int | None, vtype: ua.VariantType, is_array: bool) -> int:
+    """The Bad status code :func:`check_value` gives whatever the value, else 0 (Good)."""
+    if not binding.writable:
+        return ua.StatusCodes.BadNotWritable
+    if status is not None and status & _NOT_GOOD:
+        return ua.StatusCodes.BadWriteNotSupported
+    if vtype not in _NUMERIC_VARIANTS or is_array:
+        return ua.StatusCodes.BadTypeMismatch
+    return 0
 
 
 def check_write(binding: TagBinding, data: ua.DataValue) -> float | ua.StatusCode:
@@ -125,6 +134,44 @@ class ScalarWrite:
     value: float | int
 
 
+class WritePlan:
+    """What a batch of scalar writes to distinct signal nodes keeps from one control scan to the
+    next: the nodes, their variant types and written statuses, everything but the values.
+
+    Built once per request layout (see :mod:`fastpath`, which caches them), it holds what
+    :meth:`GuardedAttributeService.write_plan` would otherwise work out per write: the
+    refusals that do not depend on the value, each node's range, address-space node and Value
+    attribute, and the plant writes grouped by signal. The address-space nodes of signals live
+    as long as the server, so holding them is safe.
+    """
+
+    __slots__ = ("bindings", "static_code", "lo", "hi", "nodes", "attvals", "groups")
+
+    def __init__(self, service: GuardedAttributeService, writes: Sequence[ScalarWrite]) -> None:
+        self.bindings = [w.binding for w in writes]
+        self.static_code = np.array([refusal_before_value(w.binding, w.status, w.vtype, False) for w in writes],
+                                    dtype=np.uint32)
+        self.lo = np.array([b.signal.lo for b in self.bindings], dtype=np.float64)
+        self.hi = np.array([b.signal.hi for b in self.bindings], dtype=np.float64)
+        nodes = service._aspace._nodes
+        self.nodes: list[NodeData | None] = [nodes.get(b.nodeid) for b in self.bindings]
+        self.attvals: list[AttributeValue | None] = [
+            None if node is None else node.attributes.get(_VALUE) for node in self.nodes]
+        by_signal: dict[tuple[int, str], list[int]] = {}
+        for k, b in enumerate(self.bindings):
+            by_signal.setdefault((id(b.reactor.plant), b.signal.name), []).append(k)
+        #: per signal: (plant, name, positions in the batch, reactor rows, covers every reactor once)
+        self.groups: list[tuple[Plant, str, np.ndarray, np.ndarray, bool]] = []
+        for (_, name), positions in by_signal.items():
+            plant = self.bindings[positions[0]].reactor.plant
+            rows = [self.bindings[k].reactor.index for k in positions]
+            full = len(positions) == plant.n_reactors and len(set(rows)) == len(rows)
+            self.groups.append((plant, name, np.array(positions, dtype=np.intp), np.array(rows, dtype=np.intp), full))
+
+    def __len__(self) -> int:
+        return len(self.bindings)
+
+
 class GuardedAttributeService(AttributeService):
     """asyncua AttributeService whose writes to plant signals go through the plant.
 
@@ -143,8 +190,8 @@ class GuardedAttributeService(AttributeService):
         super().__init__(inner._aspace)
         self._bindings = bindings
         self._on_applied = on_applied
-        #: the address-space node of each signal binding (by id(): a NodeId hashes in Python, slowly)
-        self._node_of: dict[int, NodeData] = {}
+        #: the fast path's request layouts by body length (``fastpath.WriteLayout``)
+        self.write_layouts: dict[int, Any] = {}
         #: signal nodes by their binary NodeId encoding: the fast path looks nodes up without decoding them
         self.binding_of_wire: dict[bytes, TagBinding] = {nodeid_to_binary(nid): b for nid, b in bindings.items()}
 
@@ -200,11 +247,21 @@ class GuardedAttributeService(AttributeService):
                             answer: Callable[[list[int]], None] | None = None) -> list[int]:
         """Apply decoded scalar writes to distinct signal nodes; one status code per write.
 
+        :meth:`write_plan` of a plan made for these writes (the fast path keeps its plans).
+        """
+        values = np.array([float(w.value) for w in writes], dtype=np.float64)
+        return await self.write_plan(WritePlan(self, writes), values, user, answer)
+
+    async def write_plan(self, plan: WritePlan, values: np.ndarray, user: User,
+                         answer: Callable[[list[int]], None] | None = None) -> list[int]:
+        """Write ``values[k]`` as planned by ``plan``; one status code per write.
+
         The checks, results, stored values and data-change notifications of :meth:`write`
         followed by asyncua's ``AttributeService.write``, in request order, without their
-        per-value lookups and objects: each node is looked up once, its access levels are read
-        directly, the plant writes of one signal that cover every reactor of its plant go in one
-        vectorized call, and the stored DataValues share one server timestamp and Good status.
+        per-value objects: range checks are vectorized, only the access check and the node
+        type check look at each node, the plant writes of one signal that cover every reactor
+        of its plant go in one vectorized call, and the stored DataValues share one server
+        timestamp and Good status.
 
         ``answer`` is called with the status codes as soon as they are final: once the plant
         has taken the values and every node is known to store its value plainly (no value
@@ -217,85 +274,80 @@ class GuardedAttributeService(AttributeService):
         call returns.
         """
         aspace = self._aspace
-        nodes = aspace._nodes
-        node_of = self._node_of
-        check_access = user.role != UserRole.Admin
-        codes: list[int] = [0] * len(writes)
-        accepted: list[tuple[int, ScalarWrite, float]] = []
-        found: list[NodeData | None] = []
-        for i, w in enumerate(writes):
-            binding = w.binding
-            key = id(binding)
-            node = node_of.get(key)
-            if node is None:
-                node = nodes.get(binding.nodeid)
-                if node is not None:
-                    node_of[key] = node
-            found.append(node)
-            checked = check_value(binding, w.status, w.vtype, False, w.value)
-            if isinstance(checked, ua.StatusCode):
-                codes[i] = checked.value
-            elif check_access and _write_denied(node):
-                codes[i] = ua.StatusCodes.BadUserAccessDenied
-            else:
-                accepted.append((i, w, checked))
-        for i, refused in self._apply_batched(accepted):
-            codes[i] = refused
-        applied = [entry for entry in accepted if not codes[entry[0]]]
+        codes = plan.static_code.copy()
+        in_range = np.isfinite(values) & (plan.lo <= values) & (values <= plan.hi)
+        codes[(codes == 0) & ~in_range] = ua.StatusCodes.BadOutOfRange
+        candidates: list[int] = np.flatnonzero(codes == 0).tolist()
+        nodes, attvals = plan.nodes, plan.attvals
+        if user.role != UserRole.Admin:
+            accepted = []
+            for k in candidates:
+                if _write_denied(nodes[k]):
+                    codes[k] = ua.StatusCodes.BadUserAccessDenied
+                else:
+                    accepted.append(k)
+        else:
+            accepted = candidates
+        for k, refused in self._apply_plan(plan, accepted, values):
+            codes[k] = refused
+        applied = [k for k in accepted if not codes[k]]
         now = datetime.now(timezone.utc) if aspace.force_server_timestamp else None
-        stores: list[tuple[int, ScalarWrite, AttributeValue | None, float]] = []
-        for i, w, value in applied:
-            # AddressSpace.write_attribute_value, minus the second lookup of the node; the nodes
-            # are distinct, so each type check sees the value the node has before this request
-            node = found[i]
-            attval = None if node is None else node.attributes.get(_VALUE)
+        stores: list[tuple[int, AttributeValue | None]] = []
+        for k in applied:
+            # AddressSpace.write_attribute_value, minus the lookup of the node; the nodes are
+            # distinct, so each type check sees the value the node has before this request
+            node, attval = nodes[k], attvals[k]
             if node is None or attval is None or attval.value_setter is not None:
-                stores.append((i, w, None, value))  # asyncua's own write decides its status
+                stores.append((k, None))  # asyncua's own write decides its status
+                continue
+            stored = attval.value
+            if stored is not None and stored.Value is not None and stored.Value.VariantType is _DOUBLE:
+                stores.append((k, attval))  # a Double over a Double: what the check below would say, quicker
             elif (not aspace._is_expected_variant_type(_DOUBLE_VALUE, attval, node)
-                  and not aspace._is_expected_variant_type(_stored(value, now), attval, node)):  # logs the refusal
-                codes[i] = ua.StatusCodes.BadTypeMismatch
+                  and not aspace._is_expected_variant_type(_stored(float(values[k]), now), attval, node)):
+                codes[k] = ua.StatusCodes.BadTypeMismatch  # (the second call logs the refusal)
             else:
-                stores.append((i, w, attval, value))
-        if answer is not None and all(attval is not None for _, _, attval, _ in stores):
-            answer(codes)
+                stores.append((k, attval))
+        result: list[int] = codes.tolist()
+        if answer is not None and all(attval is not None for _, attval in stores):
+            answer(result)
             answer = None
+        bindings = plan.bindings
+        floats: list[float] = values.tolist()
         if self._on_applied is not None:
-            for _, w, value in applied:
-                self._on_applied(w.binding, value)
-        for i, w, attval, value in stores:
+            for k in applied:
+                self._on_applied(bindings[k], floats[k])
+        for k, attval in stores:
             if attval is None:
-                codes[i] = (await aspace.write_attribute_value(w.binding.nodeid, _VALUE, _stored(value, now))).value
+                result[k] = (await aspace.write_attribute_value(bindings[k].nodeid, _VALUE, _stored(floats[k], now))).value
             else:
-                await store_value(attval, _stored(value, now))
+                await store_value(attval, _stored(floats[k], now))
         if answer is not None:
-            answer(codes)
-        return codes
+            answer(result)
+        return result
 
-    def _apply_batched(self, accepted: list[tuple[int, ScalarWrite, float]]) -> list[tuple[int, int]]:
-        """Write the accepted values to the plants; (index, Bad status) of each refusal.
+    def _apply_plan(self, plan: WritePlan, accepted: list[int], values: np.ndarray) -> list[tuple[int, int]]:
+        """Write the accepted values to the plants; (position, Bad status) of each refusal.
 
-        A signal written once for every reactor of its plant is one ``plant.write(name, array)``
+        A signal written for every reactor of its plant is one ``plant.write(name, array)``
         instead of one call per reactor (~15 us each); a refusal of that call changes nothing,
         and the values are then written one by one to find which.
         """
-        groups: dict[tuple[int, str], list[tuple[int, ScalarWrite, float]]] = {}
-        for entry in accepted:
-            b = entry[1].binding
-            groups.setdefault((id(b.reactor.plant), b.signal.name), []).append(entry)
+        mask = np.zeros(len(plan), dtype=bool)
+        mask[accepted] = True
         refused: list[tuple[int, int]] = []
-        for (_, name), entries in groups.items():
-            plant = entries[0][1].binding.reactor.plant
-            rows = [e[1].binding.reactor.index for e in entries]
-            if len(entries) == plant.n_reactors and len(set(rows)) == len(rows):
-                values = np.empty(plant.n_reactors)
-                values[rows] = [e[2] for e in entries]
+        for plant, name, positions, rows, full in plan.groups:
+            take = mask[positions]
+            if full and take.all():
+                by_row = np.empty(plant.n_reactors)
+                by_row[rows] = values[positions]
                 try:
-                    plant.write(name, values)
+                    plant.write(name, by_row)
                     continue
                 except (OutOfRange, UnknownSignal):
                     _log.debug("batched write of %s refused; writing one by one", name)
-            for i, w, value in entries:
-                status = self._apply(w.binding, value)
+            for k in positions[take].tolist():
+                status = self._apply(plan.bindings[k], float(values[k]))
                 if status is not None:
-                    refused.append((i, status.value))
+                    refused.append((k, status.value))
         return refused

@@ -25,6 +25,9 @@ healthy server answers every interval, with data or an empty keep-alive; each an
 refreshes ``received_s`` of every live tag of the subscription. When answers stop, tags are
 stale after 3 publishing intervals (the TagTable's judgement), and the endpoint is declared
 lost after ``keepalive_timeout_s``.
+
+Three PublishRequests are kept outstanding (``publish_loop.py``; asyncua keeps one), so a
+publishing cycle never waits for the client to finish with the previous response.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from telemetry.acquisition.publish_decode import (
     columns_from_notification,
     install_fast_publish,
 )
+from telemetry.acquisition.publish_loop import install_publish_pipeline
 from telemetry.acquisition.samples import SampleBuffer
 from telemetry.acquisition.security import apply_security
 from telemetry.acquisition.spec import EndpointSpec, TagSpec
@@ -274,6 +278,7 @@ class EndpointSession:
         )
         uasession = self.client.uaclient.session
         install_fast_publish(uasession, self._column_subscriptions.__contains__, self._on_decode_fallback)
+        install_publish_pipeline(uasession)
         subscription = _TableSubscription(uasession, params, self._ingest)
         await subscription.init()
         # responses that arrive before this are decoded by asyncua: _ingest takes both kinds
