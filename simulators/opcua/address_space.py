@@ -347,9 +347,14 @@ async def publish(server: Server, space: AddressSpace, readings_by_plant: dict[i
             ok = good_list[i]
             if ok:
                 bindings[i].ever_good = True
-            await store_value(attvals[i], ua.DataValue(
-                ua.Variant(v_list[i], _DOUBLE) if ok else _NULL, StatusCode=_STATUS[status_list[i]],
-                SourceTimestamp=source(t if math.isfinite(t) else readings.time_s), ServerTimestamp=now))
+            dv = ua.DataValue(ua.Variant(v_list[i], _DOUBLE) if ok else _NULL, StatusCode=_STATUS[status_list[i]],
+                              SourceTimestamp=source(t if math.isfinite(t) else readings.time_s), ServerTimestamp=now)
+            attval = attvals[i]
+            if attval.datachange_callbacks:
+                await store_value(attval, dv)
+            else:  # store_value without a coroutine per value: nobody watches this node
+                attval.value = dv
+                attval.value_callback = None
         col.value[changed] = np.where(good[changed], v[changed], math.nan)
         col.status[changed] = status[changed]
 

@@ -67,8 +67,19 @@ async def _lean_datachange_callback(self: MonitoredItemService, handle: int, val
     else:
         notify = self._is_data_changed(mvalue, _STATUS_VALUE)
     if notify:
+        # InternalSubscription.enqueue_datachange_event, without its two coroutine frames per value
         event = ua.MonitoredItemNotification(ClientHandle=mdata.client_handle, Value=value)
-        await self.isub.enqueue_datachange_event(mid, event, mdata.queue_size)
+        isub = self.isub
+        queue = isub._triggered_datachanges
+        items = queue.get(mid)
+        if items is None:
+            queue[mid] = [event]
+            await isub._trigger_publish()  # a new item in the queue: publish now if the interval is 0
+            return
+        size = mdata.queue_size
+        if size != 0 and len(items) >= size:
+            items.pop(0)
+        items.append(event)
 
 
 def _install_lean_datachange() -> None:

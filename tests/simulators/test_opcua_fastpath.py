@@ -370,3 +370,43 @@ async def test_a_batch_is_answered_once_the_plant_has_it_before_the_nodes_notify
         assert stored_now[:2] == [900.0, 950.0]
     finally:
         await server.stop()
+
+
+def test_a_layout_matches_only_the_same_writes_with_other_values() -> None:
+    keys = [b for b in _BINDINGS if b.writable][:3]
+
+    def body(values: list[float], status: ua.StatusCode | None = None) -> bytes:
+        return struct_to_binary(ua.WriteParameters(NodesToWrite=[
+            ua.WriteValue(NodeId=b.nodeid, AttributeId=ua.AttributeIds.Value,
+                          Value=ua.DataValue(ua.Variant(v, ua.VariantType.Double), StatusCode=status))
+            for b, v in zip(keys, values)]))
+
+    first = body([1.0, 2.0, 3.0])
+    offsets: list[int] = []
+    writes = fastpath.decode_scalar_writes(first, 0, _WIRE, offsets)
+    assert writes is not None and len(offsets) == 3
+    layout = fastpath.WriteLayout(None, first, offsets)  # type: ignore[arg-type]  # the plan is not used here
+    assert layout.values(first).tolist() == [1.0, 2.0, 3.0]
+    again = layout.values(body([4.5, math.nan, -1e300]))
+    assert again is not None and again[0] == 4.5 and math.isnan(again[1]) and again[2] == -1e300
+    assert layout.values(body([1.0, 2.0, 3.0], ua.StatusCode(ua.StatusCodes.UncertainInitialValue))) is None
+    assert layout.values(body([1.0, 2.0])) is None
+    other = [b for b in _BINDINGS if b.writable][3:6]
+    swapped = struct_to_binary(ua.WriteParameters(NodesToWrite=[
+        ua.WriteValue(NodeId=b.nodeid, AttributeId=ua.AttributeIds.Value, Value=_double(1.0)) for b in other]))
+    assert len(swapped) != len(first) or layout.values(swapped) is None
+
+
+async def test_a_repeated_batch_with_bad_values_matches_asyncua(sides: tuple[Side, Side]) -> None:
+    fast, generic = sides
+    batch = _batch(0.5)
+    await _round(fast, generic, batch, marker=31.0)  # the fast side learns the layout
+    spoiled = list(batch)
+    spoiled[0] = (spoiled[0][0], _double(math.nan))
+    spoiled[1] = (spoiled[1][0], _double(1e12))
+    spoiled[2] = (spoiled[2][0], _double(-1e12))
+    codes = await _round(fast, generic, spoiled, marker=32.0)  # same layout, other values
+    assert codes[:3] == [ua.StatusCodes.BadOutOfRange] * 3 and set(codes[3:]) == {0}
+    assert fast.generic_writes == 0
+    service = fast.service
+    assert len(service.write_layouts) >= 1
