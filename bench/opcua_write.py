@@ -105,8 +105,8 @@ def _instrument(spans: dict[str, list[float]]) -> None:
     UaProcessor.process_message = timed_process_message  # type: ignore[method-assign]
     wrap(InternalSession, "write", "apply", True)  # asyncua's path
     wrap(UaProcessor, "send_response", "respond", False)
-    wrap(GuardedAttributeService, "write_scalars", "apply", True)  # the fast path
-    wrap(fastpath, "decode_scalar_writes", "decode", False)
+    wrap(GuardedAttributeService, "write_plan", "apply", True)  # the fast path (its answer is sent inside)
+    wrap(fastpath, "_plan", "decode", False)  # a known layout's gather, or the full decode
     wrap(fastpath, "_send", "respond", False)
 
     def gc_timer(phase: str, info: dict[str, int]) -> None:

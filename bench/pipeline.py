@@ -371,12 +371,29 @@ async def _end_to_end(vm: object, tmp: Path, n_reactors: int, duration_s: float,
         print(f"(c) VictoriaMetrics shows {in_db} of {distinct}; counting again in 1 s")
         time.sleep(1.0)
         in_db = _vm_count(vm, "sample_quality")
+    if in_db < distinct:
+        _explain_shortfall(vm, points)
     def pct(values: list[float], q: float) -> float:
         return 1e3 * values[min(len(values) - 1, int(q * len(values)))] if values else math.nan
 
     return ((n1 - n0) / (t1 - t0), (pct(latencies, 0.5), pct(latencies, 0.99), pct(latencies, 1.0),
                                     pct(own, 0.5), pct(own, 0.99)),
             received, stored, in_db, distinct, scans, writes, failures)
+
+
+def _explain_shortfall(vm: object, points: list[tuple[str, int]]) -> None:
+    """Say which of the stored samples VictoriaMetrics lacks, by timestamp (ms), and show its log."""
+    import collections
+
+    theirs = collections.Counter(t for series in vm.export("sample_quality")  # type: ignore[attr-defined]
+                                 for t in series["timestamps"])
+    ours = collections.Counter(t for _, t in set(points))
+    missing = sorted((ours - theirs).elements())
+    if missing:
+        t0 = min(ours)
+        print(f"(c) {len(missing)} samples missing in VictoriaMetrics, at {len(set(missing))} distinct ms from "
+              f"{(missing[0] - t0) / 1e3:.3f} s to {(missing[-1] - t0) / 1e3:.3f} s of the run")
+    print("(c) VictoriaMetrics log tail:", vm.log_tail())  # type: ignore[attr-defined]
 
 
 def _vm_count(vm: object, metric: str) -> int:

@@ -13,7 +13,11 @@ Write requests
     applied by :meth:`GuardedAttributeService.write_scalars` with the checks, status codes,
     stored values and data-change notifications of the generic path; the WriteResponse is
     encoded directly and sent as soon as the plant has the values, before the nodes store
-    them and notify their subscribers (half of a 1000-output write's time on the server). Anything else (another shape, a duplicate node, a node that is not a
+    them and notify their subscribers (half of a 1000-output write's time on the server). A
+    batch seen before (the same nodes, types and flags: a control scan's next write) is
+    recognised from its bytes (:class:`WriteLayout`) and reuses its :class:`WritePlan`: its
+    values are gathered in one NumPy call and range-checked vectorised, ~1.5 ms to the answer
+    instead of ~7. Anything else (another shape, a duplicate node, a node that is not a
     signal, a request the session may not make, PreWrite/PostWrite callbacks) goes through
     asyncua's ``UaProcessor.process_message`` untouched, so the fast path only takes requests
     whose outcome it reproduces.
