@@ -147,11 +147,16 @@ def decode_scalar_writes(data: bytes, pos: int, binding_of_wire: Mapping[bytes, 
     return writes if pos == len(data) else None
 
 
-def encode_write_response(response: ua.WriteResponse) -> bytes:
-    """``struct_to_binary(response)`` for a WriteResponse without diagnostics."""
-    if response.DiagnosticInfos or response.Results is None:
+def encode_write_response(response: ua.WriteResponse, codes: list[int] | None = None) -> bytes:
+    """``struct_to_binary(response)`` for a WriteResponse without diagnostics.
+
+    ``codes``, when given, are the Results' status codes as ints (the fast path has them as
+    such): the response's own Results are then not read.
+    """
+    if response.DiagnosticInfos or (codes is None and response.Results is None):
         return struct_to_binary(response)
-    codes = [s.value for s in response.Results]
+    if codes is None:
+        codes = [s.value for s in response.Results]
     return b"".join((
         nodeid_to_binary(response.TypeId), struct_to_binary(response.ResponseHeader),
         _I32.pack(len(codes)), struct.pack(f"<{len(codes)}I", *codes),
@@ -201,9 +206,8 @@ async def _fast_write(self: UaProcessor, service: GuardedAttributeService, seqhd
     def answer(codes: list[int]) -> None:
         nonlocal answered
         answered = True
-        response = ua.WriteResponse()
-        response.Results = [_status(code) for code in codes]
-        _send(self, requesthdr.RequestHandle, seqhdr, response, encode_write_response)
+        _send(self, requesthdr.RequestHandle, seqhdr, ua.WriteResponse(),
+              lambda response: encode_write_response(response, codes))
 
     try:
         await service.write_plan(plan, values, session.user if session.user is not None else User(), answer)
@@ -264,17 +268,6 @@ def _plan(service: GuardedAttributeService, params: bytes) -> tuple[WritePlan, n
             layouts.clear()
         layouts[len(params)] = WriteLayout(plan, params, offsets)
     return plan, np.array([float(w.value) for w in writes], dtype=np.float64)
-
-
-_STATUS_CACHE: dict[int, ua.StatusCode] = {}
-
-
-def _status(code: int) -> ua.StatusCode:
-    """A shared StatusCode per code: the response is encoded and dropped, nothing mutates it."""
-    status = _STATUS_CACHE.get(code)
-    if status is None:
-        status = _STATUS_CACHE[code] = ua.StatusCode(code)
-    return status
 
 
 def _send(self: UaProcessor, requesthandle: int, seqhdr: ua.SequenceHeader, response: _R,

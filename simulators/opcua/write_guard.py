@@ -288,9 +288,14 @@ class GuardedAttributeService(AttributeService):
                     accepted.append(k)
         else:
             accepted = candidates
-        for k, refused in self._apply_plan(plan, accepted, values):
+        refusals = self._apply_plan(plan, accepted, values)
+        for k, refused in refusals:
             codes[k] = refused
-        applied = [k for k in accepted if not codes[k]]
+        if refusals:  # rare: one set, not a NumPy element read per write
+            refused_at = {k for k, _ in refusals}
+            applied = [k for k in accepted if k not in refused_at]
+        else:
+            applied = accepted
         now = datetime.now(timezone.utc) if aspace.force_server_timestamp else None
         stores: list[tuple[int, AttributeValue | None]] = []
         for k in applied:

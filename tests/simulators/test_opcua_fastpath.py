@@ -122,6 +122,9 @@ def test_write_response_bytes_are_asyncuas(codes: list[int]) -> None:
     response = ua.WriteResponse(Results=[ua.StatusCode(c) for c in codes])
     response.ResponseHeader.RequestHandle = 7
     assert fastpath.encode_write_response(response) == struct_to_binary(response)
+    bare = ua.WriteResponse()  # what the fast path answers with: the codes passed as ints
+    bare.ResponseHeader = response.ResponseHeader
+    assert fastpath.encode_write_response(bare, codes) == struct_to_binary(response)
 
 
 _variants = st.one_of(
