@@ -327,6 +327,13 @@ async def _end_to_end(vm: object, tmp: Path, n_reactors: int, duration_s: float,
             print(f"(c) medians per scan: newest input's source time -> arrival of the sample that made the scan due "
                   f"{1e3 * statistics.median(upstream):.1f} ms; -> scan start {wait:.1f} ms; loops computed "
                   f"{compute:.1f} ms; 1000 outputs written {write:.1f} ms")
+            # where the tail comes from: the phases of the three slowest scans
+            totals = service.stats.scan_latency_s[k0:]
+            ups = [a - b for a, b in zip(totals, service.stats.service_latency_s[j0:])]
+            worst = sorted(range(min(len(totals), len(phases))), key=totals.__getitem__)[-3:][::-1]
+            print("(c) slowest scans (total = upstream + to scan start + compute + write, ms): " + "; ".join(
+                f"{1e3 * totals[i]:.1f} = {1e3 * ups[i]:.1f} + {phases[i][0]:.1f} + {phases[i][1]:.1f} + "
+                f"{phases[i][2]:.1f}" for i in worst))
         if profiler is not None:
             import pstats
 

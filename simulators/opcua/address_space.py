@@ -28,6 +28,8 @@ import numpy as np
 import numpy.typing as npt
 from asyncua import Server, ua
 from asyncua.server.address_space import AttributeValue
+from asyncua.server.internal_subscription import InternalSubscription
+from asyncua.server.monitored_item_service import MonitoredItemService
 
 from simulators.plant import Plant, Readings, Signal
 from simulators.opcua.units import eu_information
@@ -254,6 +256,19 @@ _BAD_WAITING = ua.StatusCodes.BadWaitingForInitialData
 _STATUS = {code: ua.StatusCode(code) for code in (_GOOD, _BAD_SENSOR_FAILURE, _BAD_WAITING)}
 _NULL = ua.Variant(None, ua.VariantType.Null)
 _DOUBLE, _STRING = ua.VariantType.Double, ua.VariantType.String
+_new, _set = object.__new__, object.__setattr__
+
+
+def _double(value: float) -> ua.Variant:
+    """``ua.Variant(value, VariantType.Double)`` for a Python float, at half the cost: every
+    field set directly, without ``__post_init__``'s type guessing and shape checks (a tick
+    builds one per changed signal)."""
+    var = _new(ua.Variant)
+    _set(var, "Value", value)
+    _set(var, "VariantType", _DOUBLE)
+    _set(var, "Dimensions", None)
+    _set(var, "is_array", False)
+    return var
 
 
 def _value_attribute(server: Server, nodeid: ua.NodeId) -> AttributeValue:
@@ -281,19 +296,120 @@ def _make_publisher(server: Server, space: AddressSpace) -> _Publisher:
                       _value_attribute(server, space.sim_speed), slot_of)
 
 
+_DISABLED = ua.MonitoringMode.Disabled
+
+
+def _status_value_changed(old: ua.DataValue | None, new: ua.DataValue) -> bool:
+    """asyncua's ``MonitoredItemService._is_data_changed`` for the StatusValue trigger (the
+    default, and what an item without a filter uses), inline: status or value differ."""
+    if old is None:
+        return True
+    if old.StatusCode != new.StatusCode:
+        return True
+    ov, nv = old.Value, new.Value  # always Variants: DataValue wraps anything else
+    return ov is not nv and (ov.VariantType is not nv.VariantType or ov.Value != nv.Value)
+
+
+def notify_datachange(service: MonitoredItemService, handle: int, value: ua.DataValue) -> bool:
+    """asyncua's ``datachange_callback`` for a new node value, without its per-call costs that
+    dominate a tick with a subscriber: a deep copy of every DataValue into the item (nothing
+    here mutates a DataValue after writing it: publish() and the write paths build a new one
+    per write, and asyncua stores the written object itself as the node's value), a
+    throw-away default notification and two coroutine frames per value. The decision to
+    notify is asyncua's own, unchanged. Synchronous; True when the item's queue went from
+    empty to one entry and the subscription publishes at once (interval 0): the caller then
+    awaits ``service.isub._trigger_publish()``, as asyncua does."""
+    mid = service._monitored_datachange[handle]
+    mdata = service._monitored_items[mid]
+    if mdata.mode == _DISABLED:
+        return False
+    mvalue = mdata.mvalue
+    old = mvalue.current_dvalue
+    mvalue.old_dvalue, mvalue.current_dvalue = old, value
+    flt = mdata.filter
+    if flt:
+        if not (service._is_data_changed(mvalue, flt.Trigger) and service._is_deadband_exceeded(mvalue, flt)):
+            return False
+    elif not _status_value_changed(old, value):
+        return False
+    # InternalSubscription.enqueue_datachange_event
+    event = ua.MonitoredItemNotification(ClientHandle=mdata.client_handle, Value=value)
+    isub = service.isub
+    queue = isub._triggered_datachanges
+    items = queue.get(mid)
+    if items is None:
+        queue[mid] = [event]
+        return isub._task is None and isub.data.RevisedPublishingInterval <= 0.0
+    size = mdata.queue_size
+    if size != 0 and len(items) >= size:
+        items.pop(0)
+    items.append(event)
+    return False
+
+
+async def _lean_callback(self: MonitoredItemService, handle: int, value: ua.DataValue,
+                         error: ua.StatusCode | None = None) -> None:
+    """``MonitoredItemService.datachange_callback`` as the simulator server installs it."""
+    if error:
+        await _asyncua_datachange_callback(self, handle, value, error)
+    elif notify_datachange(self, handle, value):
+        await self.isub._trigger_publish()
+
+
+_asyncua_datachange_callback = MonitoredItemService.datachange_callback
+
+
+def install_lean_datachange() -> None:
+    """Idempotent, process-wide, server side only: monitored items notify through
+    :func:`notify_datachange`."""
+    MonitoredItemService.datachange_callback = _lean_callback  # type: ignore[method-assign]
+
+
+def _notify_sync(attval: AttributeValue, dv: ua.DataValue) -> list[tuple[int, object]] | None:
+    """Notify the node's monitored items that use the lean callback, synchronously; the
+    callbacks that still need awaiting (another callback, or a publish to trigger now) are
+    returned as ``(handle, callback or isub)``, None when there are none."""
+    rest = None
+    for handle, callback in list(attval.datachange_callbacks.items()):
+        if getattr(callback, "__func__", None) is _lean_callback:
+            service = callback.__self__  # type: ignore[attr-defined]
+            try:
+                if not notify_datachange(service, handle, dv):
+                    continue
+            except Exception:  # as asyncua does: one broken subscription must not stop the clock
+                _log.exception("datachange callback %s failed", handle)
+                continue
+            callback = service.isub
+        if rest is None:
+            rest = []
+        rest.append((handle, callback))
+    return rest
+
+
+async def _notify_rest(rest: list[tuple[int, object]], dv: ua.DataValue) -> None:
+    for handle, callback in rest:
+        try:
+            if isinstance(callback, InternalSubscription):
+                await callback._trigger_publish()
+            else:
+                await callback(handle, dv)  # type: ignore[operator]
+        except Exception:  # as asyncua does: one broken subscription must not stop the clock
+            _log.exception("datachange callback %s failed", handle)
+
+
 async def store_value(attval: AttributeValue, dv: ua.DataValue) -> None:
     """What ``AddressSpace.write_attribute_value`` does for our nodes, minus its lookups and
     type checks: our values always have the node's type (Double, String) or are Bad and Null,
-    and our nodes have no value setter (callers that cannot know check ``value_setter``)."""
+    and our nodes have no value setter (callers that cannot know check ``value_setter``).
+    Monitored items are notified synchronously (:func:`notify_datachange`) where the lean
+    callback is installed; a coroutine is awaited only for other callbacks, or where a
+    subscription publishes at once."""
     attval.value = dv
     attval.value_callback = None
-    callbacks = attval.datachange_callbacks
-    if callbacks:
-        for handle, callback in list(callbacks.items()):
-            try:
-                await callback(handle, dv)
-            except Exception:  # as asyncua does: one broken subscription must not stop the clock
-                _log.exception("datachange callback %s failed", handle)
+    if attval.datachange_callbacks:
+        rest = _notify_sync(attval, dv)
+        if rest is not None:
+            await _notify_rest(rest, dv)
 
 
 async def publish(server: Server, space: AddressSpace, readings_by_plant: dict[int, Readings],
@@ -347,14 +463,15 @@ async def publish(server: Server, space: AddressSpace, readings_by_plant: dict[i
             ok = good_list[i]
             if ok:
                 bindings[i].ever_good = True
-            dv = ua.DataValue(ua.Variant(v_list[i], _DOUBLE) if ok else _NULL, StatusCode=_STATUS[status_list[i]],
+            dv = ua.DataValue(_double(v_list[i]) if ok else _NULL, StatusCode=_STATUS[status_list[i]],
                               SourceTimestamp=source(t if math.isfinite(t) else readings.time_s), ServerTimestamp=now)
-            attval = attvals[i]
+            attval = attvals[i]  # store_value, without a coroutine per value
+            attval.value = dv
+            attval.value_callback = None
             if attval.datachange_callbacks:
-                await store_value(attval, dv)
-            else:  # store_value without a coroutine per value: nobody watches this node
-                attval.value = dv
-                attval.value_callback = None
+                rest = _notify_sync(attval, dv)
+                if rest is not None:
+                    await _notify_rest(rest, dv)
         col.value[changed] = np.where(good[changed], v[changed], math.nan)
         col.status[changed] = status[changed]
 

@@ -14,7 +14,8 @@ requests were sent, which is the order the server answers them (it takes waiting
 first in, first out), so a tag's values still reach the table in order. Acknowledgements ride
 on the next request sent, as in asyncua's loop; its handling of each outcome is kept:
 ``BadTimeout`` and an unparsable response are skipped, ``BadNoSubscription`` or a response for
-subscription 0 ends the loop, any other failure is logged once and retried after a second.
+subscription 0 ends the loop, a broken connection or any other failure is logged once per run
+of failures (a connection error without a traceback) and retried every second.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def install_publish_pipeline(session: UaSession, depth: int = DEFAULT_DEPTH) -> 
 
     async def publish_loop() -> None:
         acks: list[ua.SubscriptionAcknowledgement] = []
+        failing = False  # the last request failed: the next failure is not logged again
         inflight: deque[asyncio.Future[ua.PublishResponse]] = deque()
         try:
             while session._state not in _ENDED:
@@ -60,12 +62,26 @@ def install_publish_pipeline(session: UaSession, depth: int = DEFAULT_DEPTH) -> 
                     return
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    # the connection broke: every outstanding request fails the same way
-                    session.logger.exception("Publish iteration crashed; retrying in 1s")
+                except ConnectionError as exc:
+                    # The connection broke: every outstanding request fails the same way. The
+                    # endpoint's supervisor reports the loss and reconnects; here it is said once
+                    # per outage, not once a second, and without a traceback.
+                    if not failing:
+                        session.logger.warning("publishing stopped: %s; retrying every 1 s", exc)
+                    failing = True
                     _cancel(inflight)
                     await asyncio.sleep(1.0)
                     continue
+                except Exception:
+                    if not failing:
+                        session.logger.exception("Publish iteration crashed; retrying every 1 s")
+                    failing = True
+                    _cancel(inflight)
+                    await asyncio.sleep(1.0)
+                    continue
+                if failing:
+                    session.logger.info("publishing resumed")
+                    failing = False
                 subscription_id = response.Parameters.SubscriptionId
                 if not subscription_id:  # Part 4 5.13.5: no subscriptions left
                     return

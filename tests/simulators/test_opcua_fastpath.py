@@ -413,3 +413,39 @@ async def test_a_repeated_batch_with_bad_values_matches_asyncua(sides: tuple[Sid
     assert fast.generic_writes == 0
     service = fast.service
     assert len(service.write_layouts) >= 1
+
+
+# ------------------------------------------------------------ publish: values and notify decisions
+
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_a_fast_double_variant_is_asyncuas(value: float) -> None:
+    from asyncua.ua.ua_binary import variant_to_binary
+
+    from simulators.opcua.address_space import _double
+
+    ours, theirs = _double(value), ua.Variant(value, ua.VariantType.Double)
+    assert variant_to_binary(ours) == variant_to_binary(theirs)
+    assert (ours.Value, ours.VariantType, ours.Dimensions, ours.is_array) == (
+        theirs.Value, theirs.VariantType, theirs.Dimensions, theirs.is_array)
+
+
+_data_values = st.one_of(
+    st.none(),
+    st.builds(lambda v, code: ua.DataValue(ua.Variant(v, ua.VariantType.Double), StatusCode=ua.StatusCode(code)),
+              st.sampled_from([1.0, 2.0, math.nan, -0.0, 0.0]), st.sampled_from([0, 0x808B0000, 0x80320000])),
+    st.builds(lambda code: ua.DataValue(ua.Variant(None, ua.VariantType.Null), StatusCode=ua.StatusCode(code)),
+              st.sampled_from([0, 0x808B0000])),
+    st.builds(lambda v: ua.DataValue(ua.Variant(v, ua.VariantType.String)), st.sampled_from(["a", "b"])),
+)
+
+
+@given(_data_values, _data_values.filter(lambda dv: dv is not None))
+def test_the_inline_change_test_decides_as_asyncua(old: ua.DataValue | None, new: ua.DataValue) -> None:
+    from asyncua.server.monitored_item_service import MonitoredItemService, MonitoredItemValues
+
+    from simulators.opcua.address_space import _status_value_changed
+
+    values = MonitoredItemValues()
+    values.old_dvalue, values.current_dvalue = old, new
+    assert _status_value_changed(old, new) == MonitoredItemService._is_data_changed(
+        values, ua.DataChangeTrigger.StatusValue)
