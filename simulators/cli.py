@@ -130,7 +130,8 @@ async def _serve(args: argparse.Namespace, security: Any) -> int:
             print(url, flush=True)
         while not stop.is_set():
             try:
-                await asyncio.wait_for(stop.wait(), timeout=args.status_every)
+                async with asyncio.timeout(args.status_every):
+                    await stop.wait()
             except TimeoutError:
                 print(_status_line(srv), flush=True)
     print(f"stopped at process time {_hms(srv.process_time_s)}", flush=True)

@@ -17,6 +17,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from telemetry import diagnostics
+
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "config" / "demo.toml"
 
 
@@ -94,10 +96,12 @@ async def _demo(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        diagnostics.install(loop)  # kill -USR1: task stacks, -USR2: thread stacks
         wall0 = time.monotonic()
         runner = asyncio.create_task(service.run(stop))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), args.duration)
+            async with asyncio.timeout(args.duration):
+                await stop.wait()
         stop.set()
         await runner
         wall = time.monotonic() - wall0

@@ -64,7 +64,10 @@ class ProcessClock:
         """
         if not self._due.is_set():
             try:
-                await asyncio.wait_for(self._due.wait(), timeout_s)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+                # arrives as the event is set, and a cancelled scan loop then runs on forever
+                async with asyncio.timeout(timeout_s):
+                    await self._due.wait()
             except TimeoutError:
                 return None
         self._due.clear()

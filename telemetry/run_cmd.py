@@ -8,6 +8,8 @@ import logging
 import signal
 import sys
 
+from telemetry import diagnostics
+
 log = logging.getLogger("fermentry")
 
 
@@ -47,6 +49,7 @@ async def _serve(service: object, status_every: float) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    diagnostics.install(loop)  # kill -USR1: task stacks, -USR2: thread stacks
     if status_every > 0:
         StatusView(service, every_s=status_every).attach()
     log.info("fermentry running: %d reactors, %d tags, %d endpoints, write mode %s, store %s",

@@ -197,7 +197,8 @@ class Actuator:
             namespaces: list[str] = []
             if any(o.node_id.startswith("nsu=") for o in self.outputs.values()):
                 with map_exceptions(self.name, "read namespace array"):
-                    namespaces = await asyncio.wait_for(client.get_namespace_array(), self.request_timeout_s)
+                    async with asyncio.timeout(self.request_timeout_s):
+                        namespaces = await client.get_namespace_array()
             self._node_ids = {k: resolve_node_id(o.node_id, namespaces) for k, o in self.outputs.items()}
             self._encoder = WriteEncoder({k: (self._node_ids[k], o.variant_type) for k, o in self.outputs.items()})
             self._resolved_for = client
@@ -242,7 +243,8 @@ class Actuator:
             try:
                 with map_exceptions(self.name, "write"):
                     params = self._encoder.encode(pending, [value_of[k] for k in pending])
-                    codes = await asyncio.wait_for(fast_write(client, params), self.request_timeout_s)
+                    async with asyncio.timeout(self.request_timeout_s):
+                        codes = await fast_write(client, params)
             except AcquisitionError as exc:
                 codes = [_status_of(exc)] * len(pending)
             for key, code in zip(pending, codes):
@@ -293,7 +295,8 @@ class Actuator:
             NodesToRead=[ua.ReadValueId(NodeId=self._node_ids[k], AttributeId=ua.AttributeIds.Value) for k in keys],
         )
         with map_exceptions(self.name, "read"):
-            dvs = await asyncio.wait_for(client.uaclient.read(params), self.request_timeout_s)
+            async with asyncio.timeout(self.request_timeout_s):
+                dvs = await client.uaclient.read(params)
         out: list[tuple[float | None, int]] = []
         for dv in dvs:
             raw = dv.Value.Value if dv.Value is not None else None

@@ -59,6 +59,7 @@ from telemetry.acquisition.samples import SampleBuffer
 from telemetry.acquisition.security import apply_security
 from telemetry.acquisition.spec import EndpointSpec, TagSpec
 from telemetry.tags import TagTable
+from telemetry.tasks import cancel_and_wait
 
 _log = logging.getLogger(__name__)
 
@@ -208,13 +209,7 @@ class EndpointSession:
         await _close_client(self.client, polite_s)
 
     async def _cancel_tasks(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._tasks, 5.0)
         self._tasks.clear()
 
     async def _on_connection_lost(self, exc: Exception) -> None:
@@ -390,7 +385,8 @@ class EndpointSession:
                 TimestampsToReturn=ua.TimestampsToReturn.Both,
                 NodesToRead=[ua.ReadValueId(NodeId=self.node_ids[t], AttributeId=ua.AttributeIds.Value) for t in chunk],
             )
-            values = await asyncio.wait_for(self.client.uaclient.read(params), self.spec.request_timeout_s)
+            async with asyncio.timeout(self.spec.request_timeout_s):
+                values = await self.client.uaclient.read(params)
             self._store(columns_from_datavalues(chunk, values), self._clock(), self._wall_clock(), subscribed=False)
         self.stats.polls += 1
         self.last_publish_s = self._clock()
@@ -419,7 +415,8 @@ async def _close_client(client: Client, timeout_s: float) -> None:
     """Close session, channel and socket, each step bounded: the server may be gone."""
     for step in (client.close_session, client.close_secure_channel):
         try:
-            await asyncio.wait_for(step(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await step()
         except asyncio.CancelledError:
             raise
         except Exception:  # a dead connection fails here in many ways; closing is best effort

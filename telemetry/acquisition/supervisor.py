@@ -30,9 +30,13 @@ from telemetry.acquisition.events import AcquisitionEvent, EndpointConnected, En
 from telemetry.acquisition.samples import SampleBuffer
 from telemetry.acquisition.spec import EndpointSpec
 from telemetry.tags import TagTable
+from telemetry.tasks import cancel_and_wait
 
 _log = logging.getLogger(__name__)
 SupervisorState = Literal["starting", "connected", "lost", "stopped"]
+
+
+_STOP_TIMEOUT_S = 10.0  # a supervisor's close is bounded well inside this (polite close <= 1 s per step)
 
 
 class EndpointSupervisor:
@@ -104,7 +108,8 @@ class EndpointSupervisor:
 
     async def wait_connected(self, timeout_s: float | None = None) -> None:
         """Return once connected (raises TimeoutError after ``timeout_s``)."""
-        await asyncio.wait_for(self._connected.wait(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await self._connected.wait()
 
     def start(self) -> None:
         if self._task is None:
@@ -114,11 +119,7 @@ class EndpointSupervisor:
         """Stop supervising and close the connection (bounded; safe to call twice)."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait([task], _STOP_TIMEOUT_S)
         self.state = "stopped"
 
     async def __aenter__(self) -> EndpointSupervisor:
@@ -137,7 +138,8 @@ class EndpointSupervisor:
             while True:
                 attempts += 1
                 try:
-                    session = await asyncio.wait_for(self._open(), self.spec.connect_timeout_s)
+                    async with asyncio.timeout(self.spec.connect_timeout_s):
+                        session = await self._open()
                 except asyncio.TimeoutError:
                     error: AcquisitionError = EndpointUnavailable(
                         f"{self.spec.name}: connect did not finish within {self.spec.connect_timeout_s} s"

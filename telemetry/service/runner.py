@@ -43,6 +43,7 @@ from telemetry.service.recorder import Recorder
 from telemetry.service.scan import ControlScan
 from telemetry.sinks import Forwarder, make_influx_sink
 from telemetry.store import Store
+from telemetry.tasks import cancel_and_wait
 from telemetry.tags import Sample, SampleColumns
 
 log = logging.getLogger(__name__)
@@ -233,7 +234,8 @@ class Service:
                 if delay == 1.0:
                     log.warning("InfluxDB at %s not reachable yet (%s); points stay in the local store", influx.url, exc)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._stopping.wait()
                 delay = min(delay * 2, influx.max_backoff_s)
         else:
             return
@@ -259,15 +261,13 @@ class Service:
             return
         self._stopping.set()
         timeout = self.cfg.service.shutdown_timeout_s
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks, timeout)
         await asyncio.shield(self._final_flush())
         for fwd in self.forwarders:
             await fwd.stop(timeout_s=timeout)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*(s.stop() for s in self.supervisors.values()),
-                                                  return_exceptions=True), timeout)
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*(s.stop() for s in self.supervisors.values()), return_exceptions=True)
         await asyncio.shield(self._final_flush())
         await asyncio.shield(self._save_feed_state(final=True))
         self.store.close()
@@ -287,7 +287,7 @@ class Service:
         # Without new source time the grid cannot advance; after this much wall time a
         # watchdog scan still judges staleness and raises the alarms.
         watchdog_s = max(1.0, float(self.plan.stale_after_s.max(initial=1.0)))
-        while True:
+        while not self._stopping.is_set():
             tick = await self.process_clock.next_tick(timeout_s=watchdog_s)
             if self._batch_read_due:
                 # an endpoint (re)connected: its samples must carry the plant's batch id, not
@@ -469,3 +469,4 @@ async def _node_id(client: object, text: str) -> ua.NodeId:
 
 
 __all__ = ["Service", "ServiceStats"]
+

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from telemetry.store import Store
 
@@ -13,10 +17,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_demo_runs_controls_and_records(tmp_path: Path) -> None:
     store_dir = tmp_path / "store"
-    result = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "telemetry.cli", "demo", "--duration", "6", "--every", "2", "--store", str(store_dir)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    try:
+        stdout, stderr = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        # a hang: ask the process where it is (thread stacks, then asyncio tasks), then fail
+        proc.send_signal(signal.SIGUSR2)
+        proc.send_signal(signal.SIGUSR1)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(3)
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"the 6 s demo did not end within 120 s; its stacks:\n{stderr[-12000:]}")
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     out = result.stdout

@@ -60,3 +60,19 @@ async def test_due_at_stamps_the_arrival_of_the_sample_that_crossed_the_grid() -
     assert await clock.next_tick(timeout_s=0) == (5.0, 0.0)
     clock.observe(11.0)  # crosses 10.0 -> stamped 20.0
     assert clock.due_at == 20.0
+
+
+async def test_cancel_arriving_with_the_tick_is_not_lost() -> None:
+    """The tick and the cancellation land in the same loop iteration: the waiter must end.
+
+    ``asyncio.wait_for`` on Python 3.11 returned the tick and dropped the cancellation
+    here, and the service's scan loop then ran on after shutdown (a hung ``fermentry demo``).
+    """
+    clock = ProcessClock(period_s=1.0)
+    clock.observe(10.5)
+    waiter = asyncio.ensure_future(clock.next_tick(timeout_s=5))
+    await asyncio.sleep(0)  # the waiter is suspended on the grid event
+    clock.observe(11.2)  # crosses 11: the tick is due ...
+    waiter.cancel()  # ... and the shutdown cancels in the same iteration
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
