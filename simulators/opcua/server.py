@@ -20,6 +20,8 @@ import asyncio
 import gc
 import logging
 import math
+import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -110,6 +112,12 @@ class SimulatorServer:
         them all: 300-450 ms pauses of the whole server, a write or publish stuck behind
         each. Frozen, they are skipped (pauses of 2-25 ms); memory is still freed by reference
         counting, only cyclic garbage among them waits for :meth:`stop`.
+    publish_on_tick
+        Send each tick's data changes to the subscribers at once, as a server whose
+        publishing cycle is aligned with its scan cycle does, instead of at the next
+        boundary of asyncua's free-running publishing timer (on average half a publishing
+        interval later). Never more often than the subscription's publishing interval
+        from this path; the timer still publishes keep-alives and changes from writes.
     """
 
     def __init__(
@@ -128,6 +136,7 @@ class SimulatorServer:
         application_uri: str = APPLICATION_URI,
         fast_paths: bool = True,
         freeze_heap: bool = True,
+        publish_on_tick: bool = True,
     ) -> None:
         self.plants: tuple[Plant, ...] = (plants,) if isinstance(plants, Plant) else tuple(plants)
         if not self.plants:
@@ -139,6 +148,9 @@ class SimulatorServer:
         self.application_uri = application_uri
         self.fast_paths = fast_paths
         self.freeze_heap = freeze_heap
+        self.publish_on_tick = publish_on_tick
+        # subscription -> monotonic time of its last publish from the tick path
+        self._published_at: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
         self._frozen = False
         self._clock: Clock = clock if clock is not None else RealTimeClock()
         self.reactors = [
@@ -337,6 +349,10 @@ class SimulatorServer:
                 for ep in self._endpoints:
                     if ep.online:
                         await self._publish(ep)
+                if self.publish_on_tick:
+                    for ep in self._endpoints:
+                        if ep.online and ep.server is not None:
+                            await self._send_now(ep.server)
                 async with self._tick:
                     self.tick_count += 1
                     self._tick.notify_all()
@@ -346,6 +362,19 @@ class SimulatorServer:
             raise
         finally:
             await ticks.aclose()  # type: ignore[attr-defined]
+
+    async def _send_now(self, server: Server) -> None:
+        """Publish the subscriptions holding this tick's changes (see ``publish_on_tick``)."""
+        now = time.monotonic()
+        for sub in list(server.iserver.subscription_service.subscriptions.values()):
+            # asyncua internals (InternalSubscription): the queued changes and the interval
+            if not sub._triggered_datachanges:
+                continue
+            last = self._published_at.get(sub)
+            if last is not None and now - last < sub.data.RevisedPublishingInterval / 1000.0:
+                continue
+            self._published_at[sub] = now
+            await sub.publish_results()
 
     async def _publish(self, ep: _Endpoint) -> None:
         assert ep.server is not None and ep.space is not None

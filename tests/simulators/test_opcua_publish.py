@@ -91,3 +91,34 @@ async def test_a_status_change_is_sent_even_inside_a_deadband(clock: ManualClock
     assert statuses[0] == ua.StatusCodes.Good
     assert ua.StatusCodes.BadSensorFailure in statuses
     assert statuses[-1] == ua.StatusCodes.Good  # recovery is a status change too
+
+
+async def test_a_tick_reaches_subscribers_at_once_and_no_faster_than_their_interval(clock: ManualClock) -> None:
+    """publish_on_tick: a tick's changes go out when the tick is done, not at the next
+    boundary of the subscription's free-running timer; and the tick path publishes a
+    subscription at most once per publishing interval."""
+    from simulators.process import make_plant
+
+    plant = make_plant("ecoli", 1, seed=1)
+    received: asyncio.Queue[ua.DataValue] = asyncio.Queue()
+
+    class Handler:
+        def datachange_notification(self, node: object, val: object, data: object) -> None:
+            received.put_nowait(data.monitored_item.Value)  # type: ignore[attr-defined]
+
+    async with SimulatorServer(plant, port=0, clock=clock, speed=SPEED) as srv, Client(srv.endpoints[0]) as c:
+        sub = await c.create_subscription(30_000, Handler())  # the timer publishes every 30 s
+        await sub.subscribe_data_change(c.get_node(SENSOR))
+        await clock.advance(1.0)
+        # the timer published once when the subscription started, before the item existed:
+        # only the tick path can deliver this within the wait
+        expected = srv.start_time.timestamp() + srv.process_time_s
+        stamps = []
+        while not stamps or abs(stamps[-1] - expected) > 1e-3:  # the initial value, then the tick's
+            stamps.append((await asyncio.wait_for(received.get(), WAIT_S)).SourceTimestamp.timestamp())
+        assert len(stamps) <= 2
+        (internal,) = srv._endpoints[0].server.iserver.subscription_service.subscriptions.values()
+        await clock.advance(1.0)  # a second tick within the interval: kept for the timer
+        assert internal._triggered_datachanges
+        assert received.empty()
+        await sub.delete()
