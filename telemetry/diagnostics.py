@@ -12,9 +12,10 @@ import faulthandler
 import io
 import signal
 import sys
+from typing import TextIO
 
 
-def dump_tasks(file: io.TextIOBase | None = None) -> str:
+def dump_tasks(file: TextIO | None = None) -> str:
     """Every task of the running loop with the stack it is suspended in; also returned."""
     out = io.StringIO()
     tasks = sorted(asyncio.all_tasks(), key=lambda t: t.get_name())

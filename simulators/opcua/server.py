@@ -349,10 +349,8 @@ class SimulatorServer:
                 for ep in self._endpoints:
                     if ep.online:
                         await self._publish(ep)
-                if self.publish_on_tick:
-                    for ep in self._endpoints:
-                        if ep.online and ep.server is not None:
-                            await self._send_now(ep.server)
+                        if self.publish_on_tick:
+                            await self._send_now(ep)
                 async with self._tick:
                     self.tick_count += 1
                     self._tick.notify_all()
@@ -363,10 +361,11 @@ class SimulatorServer:
         finally:
             await ticks.aclose()  # type: ignore[attr-defined]
 
-    async def _send_now(self, server: Server) -> None:
+    async def _send_now(self, ep: _Endpoint) -> None:
         """Publish the subscriptions holding this tick's changes (see ``publish_on_tick``)."""
+        assert ep.server is not None
         now = time.monotonic()
-        for sub in list(server.iserver.subscription_service.subscriptions.values()):
+        for sub in list(ep.server.iserver.subscription_service.subscriptions.values()):
             # asyncua internals (InternalSubscription): the queued changes and the interval
             if not sub._triggered_datachanges:
                 continue

@@ -43,8 +43,8 @@ from telemetry.service.recorder import Recorder
 from telemetry.service.scan import ControlScan
 from telemetry.sinks import Forwarder, make_influx_sink
 from telemetry.store import Store
-from telemetry.tasks import cancel_and_wait
 from telemetry.tags import Sample, SampleColumns
+from telemetry.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -469,4 +469,3 @@ async def _node_id(client: object, text: str) -> ua.NodeId:
 
 
 __all__ = ["Service", "ServiceStats"]
-

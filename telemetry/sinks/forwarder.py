@@ -35,6 +35,7 @@ from typing import Any, Literal
 from telemetry.errors import SinkAuthError, SinkError, SinkRejected, SinkTooLarge
 from telemetry.sinks.base import Sink
 from telemetry.store import Store, StoredRun
+from telemetry.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +151,7 @@ class Forwarder:
                 async with asyncio.timeout(timeout_s):
                     await asyncio.shield(self._task)
             except TimeoutError:
-                self._task.cancel()
-                await asyncio.gather(self._task, return_exceptions=True)
+                await cancel_and_wait([self._task], timeout_s)
         await self.sink.close()
 
     async def __aenter__(self) -> Forwarder:
