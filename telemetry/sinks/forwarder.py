@@ -221,18 +221,33 @@ class Forwarder:
                 await self._wait_any(asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED))
                 if new_data is not None:
                     new_data.cancel()
-                acked = None
-                while in_flight and in_flight[0][1].done():
-                    run, task = in_flight.popleft()
-                    if not task.result():  # stopped before it was delivered
-                        return
-                    acked = run.last_id
-                if acked is not None:
-                    await self._ack(acked)
+                if not await self._ack_delivered(in_flight):
+                    return  # stopped before a run was delivered
+            # Stopping: the writes already on the wire finish (their threads cannot be recalled,
+            # and the server may accept them anyway) and are acknowledged, so the next start does
+            # not send them again. ``stop`` bounds this wait.
+            if in_flight:
+                await asyncio.wait([task for _, task in in_flight])
+                await self._ack_delivered(in_flight)
         finally:
             for _, task in in_flight:
                 task.cancel()
             await asyncio.gather(*(task for _, task in in_flight), return_exceptions=True)
+
+    async def _ack_delivered(self, in_flight: deque[tuple[StoredRun, asyncio.Task[bool]]]) -> bool:
+        """Acknowledge the finished, delivered runs at the head of ``in_flight``; False when the
+        head finished undelivered (stopped first), which ends forwarding."""
+        acked = None
+        delivered = True
+        while in_flight and in_flight[0][1].done():
+            run, task = in_flight.popleft()
+            if not task.result():
+                delivered = False
+                break
+            acked = run.last_id
+        if acked is not None:
+            await self._ack(acked)
+        return delivered
 
     def _on_append(self, last_id: int) -> None:
         self._latest_id = max(self._latest_id, last_id)

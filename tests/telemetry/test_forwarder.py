@@ -298,6 +298,31 @@ async def test_stop_is_bounded_and_keeps_unacked_points(store: Store) -> None:
         server.close()
 
 
+async def test_stop_lets_the_writes_in_flight_finish_and_acknowledges_them(store: Store) -> None:
+    """A batch on the wire when ``stop`` is called is answered by the server: it must count as
+    delivered, or the next start would send it a second time."""
+    hold = threading.Event()
+    server = ScriptedServer([], hold=hold)
+    try:
+        ids = store.append(samples("sample", 10))
+        forwarder = Forwarder(store, InfluxV1Sink(server.url, database="db", timeout_s=30), batch_size=5)
+        forwarder.start()
+        assert await asyncio.to_thread(server.received.wait, 10)  # a write is in flight, held
+        stopping = asyncio.create_task(forwarder.stop(timeout_s=30))
+        await asyncio.sleep(0)  # stop() has begun: the stop request is set before the answer
+        assert not stopping.done()
+        hold.set()  # the server answers the writes already sent
+        await asyncio.wait_for(stopping, 30)
+    finally:
+        server.close()
+    sent = b"\n".join(server.bodies)
+    acked = store.cursor(forwarder.name)
+    assert acked > 0, "the answered write was not acknowledged"
+    # acknowledged exactly what the server accepted (one or both batches of 5), and no more
+    assert sent == "\n".join(p.line for p in store.read_after(0, acked)).encode()
+    assert acked in (5, ids[-1])
+
+
 async def test_two_batches_in_flight_and_the_cursor_moves_only_in_order(store: Store) -> None:
     first_may_answer, second_answered = threading.Event(), threading.Event()
     bodies: list[bytes] = []
